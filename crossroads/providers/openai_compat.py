@@ -1,0 +1,205 @@
+"""Every OpenAI-style provider (openai, groq, mistral, ..., custom-*), driven by its ProviderSpec.
+
+The request body passes through with only ``model`` rewritten (and ``stream_options`` asking
+for usage); answers pass through byte for byte. Streams are re-framed event by event so usage
+can be read and a truncated stream detected, never buffered whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from crossroads.errors import UpstreamProtocolError
+from crossroads.providers.base import (
+    Credentials,
+    ParsedResponse,
+    UpstreamRequest,
+    Usage,
+)
+from crossroads.providers.catalog import ProviderSpec
+from crossroads.sse import DONE, SSEDecoder, encode
+
+_JSON = "application/json"
+
+
+def usage_from_openai(u: dict[str, Any] | None) -> Usage:
+    if not u:
+        return Usage()
+    details = u.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(u.get("prompt_tokens") or 0),
+        completion_tokens=int(u.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0),
+        cache_write_tokens=int(details.get("cache_write_tokens") or 0),
+    )
+
+
+def _has_finish(data: bytes) -> bool:
+    return b'"finish_reason":"' in data or b'"finish_reason": "' in data
+
+
+class OpenAIStream:
+    """Re-frames an OpenAI-style SSE stream, reading usage and watching for its end."""
+
+    __slots__ = ("usage", "model", "_dec", "_include_usage", "_done", "_finished")
+
+    def __init__(self, include_usage: bool) -> None:
+        self.usage = Usage()
+        self.model: str | None = None
+        self._dec = SSEDecoder()
+        self._include_usage = include_usage
+        self._done = False
+        self._finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        for ev in self._dec.feed(data):
+            self._event(ev.data, ev.event, out)
+        return b"".join(out)
+
+    def _event(self, data: bytes, event: str | None, out: list[bytes]) -> None:
+        if data == b"[DONE]":
+            self._done = True
+            out.append(DONE)
+            return
+        if b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data:
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamProtocolError("provider sent a malformed stream event") from exc
+            if obj.get("usage"):
+                self.usage = usage_from_openai(obj["usage"])
+                if not self._include_usage and not obj.get("choices"):
+                    return  # the usage-only chunk the client did not ask for
+        if not self._finished and _has_finish(data):
+            self._finished = True
+        if data.startswith(b'{"error"') or data.startswith(b'{"error'):
+            raise UpstreamProtocolError("provider reported an error mid-stream: "
+                                        + data[:300].decode("utf-8", "replace"))
+        out.append(encode(data, event))
+
+    def close(self) -> bytes:
+        out: list[bytes] = []
+        for ev in self._dec.flush():
+            self._event(ev.data, ev.event, out)
+        if self._done:
+            return b"".join(out)
+        if self._finished:
+            out.append(DONE)  # lenient: some OpenAI-style servers omit [DONE]
+            return b"".join(out)
+        raise UpstreamProtocolError("provider stream ended before it finished")
+
+
+class OpenAIObserver:
+    """Passthrough: reads usage from a native OpenAI-style answer without changing it."""
+
+    __slots__ = ("usage", "model", "_stream", "_buf")
+
+    def __init__(self, stream: bool) -> None:
+        self.usage = Usage()
+        self.model: str | None = None
+        self._stream = OpenAIStream(include_usage=True) if stream else None
+        self._buf: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.feed(data)
+            except UpstreamProtocolError:
+                pass
+            self.usage = self._stream.usage
+        else:
+            self._buf.append(data)
+
+    def close(self) -> None:
+        if self._stream is None:
+            try:
+                obj = orjson.loads(b"".join(self._buf))
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(obj, dict):
+                self.usage = usage_from_openai(obj.get("usage"))
+                self.model = obj.get("model")
+
+
+class OpenAICompatProvider:
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self.slug = spec.slug
+
+    def _auth(self, creds: Credentials | None, headers: dict[str, str]) -> None:
+        if creds is not None:
+            headers[self.spec.auth_header] = self.spec.auth_prefix + creds.secret
+
+    def chat_request(self, body: dict[str, Any], model: str, creds: Credentials | None,
+                     base_url: str, caller_auth: str | None = None) -> UpstreamRequest:
+        body = dict(body)
+        body["model"] = model
+        if body.get("stream"):
+            opts = dict(body.get("stream_options") or {})
+            opts["include_usage"] = True
+            body["stream_options"] = opts
+        headers = {"content-type": _JSON, "accept": _JSON}
+        if caller_auth and creds is None:
+            headers[self.spec.auth_header] = self.spec.auth_prefix + caller_auth
+        self._auth(creds, headers)
+        return UpstreamRequest("POST", base_url + (self.spec.chat_path or "/chat/completions"),
+                               headers, orjson.dumps(body), bool(body.get("stream")))
+
+    def chat_response(self, raw: bytes, model: str) -> ParsedResponse:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError("provider answered with invalid JSON") from exc
+        if not isinstance(obj, dict):
+            raise UpstreamProtocolError("provider answered with a non-object JSON body")
+        return ParsedResponse(raw, usage_from_openai(obj.get("usage")), obj.get("model"))
+
+    def chat_stream(self, model: str, include_usage: bool) -> OpenAIStream:
+        return OpenAIStream(include_usage)
+
+    def error_body(self, status: int, raw: bytes) -> bytes:
+        return raw
+
+    def embeddings_request(self, body: dict[str, Any], model: str, creds: Credentials | None,
+                           base_url: str, caller_auth: str | None = None) -> UpstreamRequest:
+        from crossroads.errors import UnsupportedFeature
+
+        if not self.spec.embeddings_path:
+            raise UnsupportedFeature(f"provider '{self.slug}' has no embeddings endpoint")
+        body = dict(body)
+        body["model"] = model
+        headers = {"content-type": _JSON, "accept": _JSON}
+        if caller_auth and creds is None:
+            headers[self.spec.auth_header] = self.spec.auth_prefix + caller_auth
+        self._auth(creds, headers)
+        return UpstreamRequest("POST", base_url + self.spec.embeddings_path, headers,
+                               orjson.dumps(body))
+
+    def embeddings_response(self, raw: bytes, model: str) -> ParsedResponse:
+        return self.chat_response(raw, model)
+
+    def native_request(self, method: str, path: str, query: str, headers: dict[str, str],
+                       body: bytes | None, creds: Credentials | None,
+                       base_url: str) -> UpstreamRequest:
+        out = dict(headers)
+        if creds is not None:
+            for h in self.spec.key_headers:
+                out.pop(h, None)
+            self._auth(creds, out)
+        url = base_url + path + (("?" + query) if query else "")
+        stream = False
+        if body and b'"stream"' in body:
+            try:
+                stream = bool(orjson.loads(body).get("stream"))
+            except (orjson.JSONDecodeError, AttributeError):
+                stream = False
+        return UpstreamRequest(method, url, out, body, stream)
+
+    def native_observer(self, path: str, stream: bool) -> OpenAIObserver:
+        return OpenAIObserver(stream)
+
+    def caller_key_present(self, headers: dict[str, str]) -> bool:
+        return any(h in headers for h in self.spec.key_headers)
