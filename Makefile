@@ -1,0 +1,10 @@
+.PHONY: bench soak
+
+# Benchmark: stand-in upstream, floor proxy, Crossroads scenarios, peers (~12 min).
+# Report: bench/results/latest/report.md. See bench/README.md.
+bench:
+	bash bench/run.sh
+
+# 10-minute fixed-rate soak against Crossroads (SOAK_SECONDS=60 for a short run).
+soak:
+	bash bench/run.sh --soak

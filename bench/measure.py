@@ -1,0 +1,161 @@
+"""Run one scenario against one running system: probe it once, then for each
+connection count a warm-up and a measured wrk run (plus optionally a fixed-rate
+run), reading the server tree's CPU time and RSS around each measured run.
+Never raises for a failing system: failures become rows with a status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import loadgen
+import procs
+from workload import Target
+
+
+@dataclass
+class Settings:
+    duration: float = 10.0
+    warmup: float = 2.0
+    rate: float = 500.0
+    tmp: Path = Path("/tmp")
+
+
+def base_row(system: str, scenario: str, load: str, target: Target | None) -> dict:
+    return {
+        "system": system,
+        "scenario": scenario,
+        "load": load,
+        "stream": bool(target and target.stream),
+        "status": "ok",
+    }
+
+
+def failed_rows(system: str, scenario: str, loads: list[str], reason: str) -> list[dict]:
+    rows = []
+    for load in loads:
+        row = base_row(system, scenario, load, None)
+        row["status"] = reason if reason.startswith("not measured") else f"failed: {reason}"
+        rows.append(row)
+    return rows
+
+
+def probe(target: Target) -> str | None:
+    """One request; returns a failure reason or None."""
+    headers = {"Content-Type": "application/json", **target.headers}
+    status, _, body = procs.http_post(target.url, target.body, headers, timeout=15)
+    snippet = body[:160].decode(errors="replace").replace("\n", " ")
+    if status == 0:
+        return f"probe: {snippet}"
+    if not 200 <= status < 300:
+        return f"probe: HTTP {status}: {snippet}"
+    if target.stream and b"data:" not in body:
+        return f"probe: streaming answer has no SSE data lines: {snippet}"
+    return None
+
+
+def judge(result: dict, target: Target) -> tuple[str, str]:
+    """(status, note) for one load run."""
+    requests = result["requests"]
+    notes = []
+    if target.count_header:
+        hits = result.get("hdr_hit", 0)
+        ratio = hits / requests if requests else 0.0
+        result["cache_hit_ratio"] = round(ratio, 4)
+        notes.append(f"{target.count_header}: HIT {hits}/{requests}")
+    first = f"first HTTP {result['first_status']}: {result['first_body'][:120]}"
+    if result["ok"] == 0:
+        if result["non2xx"]:
+            return f"failed: no 2xx responses ({first})", "; ".join(notes)
+        return f"failed: no responses ({result['socket_errors']} socket errors)", ""
+    if result["non2xx"]:
+        return f"failed: {result['non2xx']}/{requests} non-2xx ({first})", "; ".join(notes)
+    if result["socket_errors"] > 0.01 * max(1, requests):
+        return f"failed: {result['socket_errors']} socket errors/timeouts", "; ".join(notes)
+    if result["socket_errors"]:
+        notes.append(f"{result['socket_errors']} socket errors")
+    if target.count_header and result.get("cache_hit_ratio", 0) < 0.9:
+        return f"failed: cache hit ratio {result['cache_hit_ratio']:.2f}", "; ".join(notes)
+    return "ok", "; ".join(notes)
+
+
+def measured_run(server: procs.Server, target: Target, load: dict, cfg: Settings) -> dict:
+    """Warm up, then measure; returns the loadgen result plus CPU/RSS."""
+    if "rate" in load:
+        cpu0 = procs.tree_cpu_seconds(server.pid)
+        res = loadgen.run_fixed_rate(
+            target.url, target.body, target.headers, load["rate"], cfg.duration, cfg.tmp
+        )
+        cpu1 = procs.tree_cpu_seconds(server.pid)
+        served = res.get("sent", res["requests"])
+    else:
+        conns = load["conns"]
+        loadgen.run_wrk(
+            target.url, target.body, target.headers, conns, cfg.warmup, cfg.tmp,
+            count_header=target.count_header,
+        )  # fmt: skip
+        cpu0 = procs.tree_cpu_seconds(server.pid)
+        res = loadgen.run_wrk(
+            target.url, target.body, target.headers, conns, cfg.duration, cfg.tmp,
+            count_header=target.count_header,
+        )  # fmt: skip
+        cpu1 = procs.tree_cpu_seconds(server.pid)
+        served = res["requests"]
+    res["cpu_s"] = round(cpu1 - cpu0, 3)
+    res["cpu_us_per_req"] = round((cpu1 - cpu0) / served * 1e6, 1) if served else None
+    res["rss_mib"] = round(procs.tree_rss_kib(server.pid) / 1024, 1)
+    return res
+
+
+KEEP = (
+    "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "requests", "ok",
+    "non2xx", "socket_errors", "duration_s", "cpu_s", "cpu_us_per_req", "rss_mib",
+    "cache_hit_ratio", "target_rate", "late_wakeups",
+)  # fmt: skip
+
+
+def load_label(load: dict) -> str:
+    return f"rate={load['rate']:g}/s" if "rate" in load else f"c={load['conns']}"
+
+
+def run_scenario(
+    server: procs.Server,
+    system: str,
+    scenario: str,
+    target: Target,
+    loads: list[dict],
+    cfg: Settings,
+    log=print,
+) -> list[dict]:
+    labels = [load_label(load) for load in loads]
+    if not server.alive():
+        return failed_rows(system, scenario, labels, f"server exited: {server.log_tail(3)}")
+    reason = probe(target)
+    if reason:
+        log(f"  {system}/{scenario}: {reason}")
+        return failed_rows(system, scenario, labels, reason)
+    rows = []
+    for load, label in zip(loads, labels):
+        row = base_row(system, scenario, label, target)
+        if "conns" in load:
+            row["conns"] = load["conns"]
+        if not server.alive():
+            row["status"] = f"failed: server exited: {server.log_tail(3)}"
+            rows.append(row)
+            continue
+        try:
+            res = measured_run(server, target, load, cfg)
+        except Exception as e:  # a broken load run must not stop the benchmark
+            row["status"] = f"failed: load generator: {e}"[:300]
+            rows.append(row)
+            continue
+        row["status"], row["note"] = judge(res, target)
+        row.update({k: res[k] for k in KEEP if k in res})
+        log(
+            f"  {system:<22} {scenario:<15} {label:<12} {row.get('rps', 0):>9.1f} req/s "
+            f"p50 {row.get('p50_ms', 0):7.2f} ms  p99 {row.get('p99_ms', 0):7.2f} ms  "
+            f"cpu {row.get('cpu_us_per_req') or 0:7.1f} us/req  rss {row.get('rss_mib', 0):6.1f} MiB"
+            f"  {row['status'][:80]}"
+        )
+        rows.append(row)
+    return rows
