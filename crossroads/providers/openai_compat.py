@@ -189,6 +189,10 @@ class OpenAICompatProvider:
             for h in self.spec.key_headers:
                 out.pop(h, None)
             self._auth(creds, out)
+        if "{resource}" in base_url:  # azure-openai: /{resource}/{deployment}/...
+            resource, _, path = path.lstrip("/").partition("/")
+            base_url = base_url.replace("{resource}", resource)
+            path = "/" + path
         url = base_url + path + (("?" + query) if query else "")
         stream = False
         if body and b'"stream"' in body:

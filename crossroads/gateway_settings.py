@@ -1,0 +1,56 @@
+"""A gateway's settings object, in Cloudflare's shape (``ai_gateway.create/update``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+GATEWAY_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+
+
+class GatewaySettings(BaseModel):
+    """Unknown fields are kept (Cloudflare adds settings often; a full-replace update from a
+    newer SDK must not fail), known ones are checked against Cloudflare's bounds."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    cache_invalidate_on_update: bool = False
+    cache_ttl: int | None = Field(None, ge=0, le=30 * 24 * 3600)
+    collect_logs: bool = True
+    rate_limiting_interval: int | None = Field(None, ge=0)
+    rate_limiting_limit: int | None = Field(None, ge=0)
+    rate_limiting_technique: Literal["fixed", "sliding"] | None = "fixed"
+    authentication: bool = True
+    byok_only: bool = False
+    log_management: int | None = Field(None, ge=10_000, le=10_000_000)
+    log_management_strategy: Literal["STOP_INSERTING", "DELETE_OLDEST"] | None = None
+    logpush: bool = False
+    logpush_public_key: str | None = None
+    retry_backoff: Literal["constant", "linear", "exponential"] | None = None
+    retry_delay: int | None = Field(None, ge=0, le=5000)
+    retry_max_attempts: int | None = Field(None, ge=1, le=5)
+    zdr: bool = False
+    # Crossroads extension: when Redis is down, do limits admit (open) or refuse (closed)?
+    limits_on_store_failure: Literal["open", "closed"] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not GATEWAY_ID.match(v):
+            raise ValueError("gateway id must be 1-64 letters, digits, '-' or '_'")
+        return v
+
+    def stored(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json")
+        out.pop("id", None)
+        return out
+
+
+def default_gateway_settings(gateway_id: str = "default") -> GatewaySettings:
+    """The gateway that exists from the first start: authentication and logs on, caching and
+    rate limiting off (as Cloudflare's auto-created ``default``)."""
+    return GatewaySettings(id=gateway_id, authentication=True, collect_logs=True,
+                           cache_ttl=None, rate_limiting_interval=None, rate_limiting_limit=None)

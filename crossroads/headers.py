@@ -1,0 +1,125 @@
+"""The ``cf-aig-*`` request headers, parsed and checked once into ``RequestOptions``. Pure.
+
+Out-of-range values are a 400 that names the header and the allowed range (Cloudflare clamps
+silently in places; we prefer to tell the caller).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from crossroads.errors import InvalidHeader
+from crossroads.providers.pricing import Rates, parse_custom_cost
+
+MAX_METADATA = 5
+CACHE_TTL_MIN = 60
+CACHE_TTL_MAX = 30 * 24 * 3600
+MAX_ATTEMPTS = 5
+MAX_RETRY_DELAY = 5000
+BACKOFFS = ("constant", "linear", "exponential")
+
+
+@dataclass(slots=True)
+class RequestOptions:
+    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+    cache_ttl: int | None = None
+    skip_cache: bool = False
+    cache_key: str | None = None
+    collect_log: bool | None = None
+    collect_log_payload: bool = True
+    custom_cost: Rates | None = None
+    request_timeout_ms: int | None = None
+    max_attempts: int | None = None
+    retry_delay_ms: int | None = None
+    backoff: str | None = None
+    event_id: str | None = None
+    byok_alias: str = "default"
+
+
+def _bool(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise InvalidHeader(f"{name} must be true or false")
+
+
+def _int(name: str, value: str, lo: int, hi: int) -> int:
+    try:
+        n = int(value.strip())
+    except ValueError:
+        raise InvalidHeader(f"{name} must be an integer between {lo} and {hi}") from None
+    if not lo <= n <= hi:
+        raise InvalidHeader(f"{name} must be between {lo} and {hi}, got {n}")
+    return n
+
+
+def parse_metadata(value: str) -> dict[str, str | int | float | bool]:
+    """Flat JSON object, at most 5 entries kept (the first five, as Cloudflare), values
+    string/number/boolean; ``cf.``-prefixed keys are reserved and dropped."""
+    try:
+        obj: Any = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise InvalidHeader("cf-aig-metadata must be a JSON object") from None
+    if not isinstance(obj, dict):
+        raise InvalidHeader("cf-aig-metadata must be a JSON object")
+    out: dict[str, str | int | float | bool] = {}
+    for key, val in obj.items():
+        if isinstance(val, dict | list):
+            raise InvalidHeader(f"cf-aig-metadata must be flat: '{key}' is an object or array")
+        if val is None:
+            continue
+        if key.startswith("cf."):
+            continue
+        if len(out) < MAX_METADATA:
+            out[key] = val
+    return out
+
+
+def parse_options(h: dict[str, str]) -> RequestOptions:
+    """``h`` has lower-cased header names."""
+    o = RequestOptions()
+    if (v := h.get("cf-aig-metadata")) is not None:
+        o.metadata = parse_metadata(v)
+    ttl = h.get("cf-aig-cache-ttl", h.get("cf-cache-ttl"))
+    if ttl is not None:
+        o.cache_ttl = _int("cf-aig-cache-ttl", ttl, 0, CACHE_TTL_MAX)
+        if 0 < o.cache_ttl < CACHE_TTL_MIN:
+            raise InvalidHeader(f"cf-aig-cache-ttl must be 0 or between {CACHE_TTL_MIN} and "
+                                f"{CACHE_TTL_MAX} seconds, got {o.cache_ttl}")
+    skip = h.get("cf-aig-skip-cache", h.get("cf-skip-cache"))
+    if skip is not None:
+        o.skip_cache = _bool("cf-aig-skip-cache", skip)
+    if (v := h.get("cf-aig-cache-key")) is not None:
+        if not v or len(v) > 1024:
+            raise InvalidHeader("cf-aig-cache-key must be 1 to 1024 characters")
+        o.cache_key = v
+    if (v := h.get("cf-aig-collect-log")) is not None:
+        o.collect_log = _bool("cf-aig-collect-log", v)
+    if (v := h.get("cf-aig-collect-log-payload")) is not None:
+        o.collect_log_payload = _bool("cf-aig-collect-log-payload", v)
+    if (v := h.get("cf-aig-custom-cost")) is not None:
+        o.custom_cost = parse_custom_cost(v)
+    if (v := h.get("cf-aig-request-timeout")) is not None:
+        o.request_timeout_ms = _int("cf-aig-request-timeout", v, 1, 3_600_000)
+    if (v := h.get("cf-aig-max-attempts")) is not None:
+        o.max_attempts = _int("cf-aig-max-attempts", v, 1, MAX_ATTEMPTS)
+    if (v := h.get("cf-aig-retry-delay")) is not None:
+        o.retry_delay_ms = _int("cf-aig-retry-delay", v, 0, MAX_RETRY_DELAY)
+    if (v := h.get("cf-aig-backoff")) is not None:
+        if v not in BACKOFFS:
+            raise InvalidHeader("cf-aig-backoff must be one of constant, linear, exponential")
+        o.backoff = v
+    if (v := h.get("cf-aig-event-id")) is not None:
+        if not v or len(v) > 200:
+            raise InvalidHeader("cf-aig-event-id must be 1 to 200 characters")
+        o.event_id = v
+    if (v := h.get("cf-aig-byok-alias")) is not None:
+        if not v or len(v) > 100:
+            raise InvalidHeader("cf-aig-byok-alias must be 1 to 100 characters")
+        o.byok_alias = v
+    return o

@@ -1,0 +1,99 @@
+"""Request logs: one record per request, written by a batch writer off the request path.
+
+The request path only ``put``s a dict into a bounded queue (no await, no I/O). The writer
+inserts in batches; when the database is down it keeps the batch and retries with backoff, so
+nothing already queued is lost; when the queue is full new records are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("crossroads.logs")
+
+
+class LogWriter:
+    def __init__(self, insert: Callable[[list[dict[str, Any]]], Awaitable[None]], *,
+                 max_queue: int, batch_size: int, interval: float) -> None:
+        self._insert = insert
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queue)
+        self._batch_size = batch_size
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.written = 0
+        self.failing = False
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def put(self, record: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("log queue full: %d log records dropped so far", self.dropped)
+        for fn in self._listeners:
+            fn(record)
+
+    def subscribe(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        self._listeners.append(fn)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            await asyncio.sleep(self._interval)
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[dict[str, Any]]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._insert(batch)
+                self.written += len(batch)
+                if self.failing:
+                    log.warning("log store is back; buffered logs written")
+                self.failing = False
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is down: keep the batch, retry
+                if not self.failing:
+                    log.warning("log store unavailable (%s); buffering logs",
+                                type(exc).__name__)
+                self.failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Write everything queued (used at shutdown and by tests)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not self._queue.empty():
+                    batch = []
+                    while len(batch) < self._batch_size and not self._queue.empty():
+                        batch.append(self._queue.get_nowait())
+                    await self._write(batch)
+        except TimeoutError:
+            log.warning("shutdown: %d log records not written", self._queue.qsize())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.drain()

@@ -1,0 +1,131 @@
+"""The running gateway: one object built at start-up and passed down (no module globals)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sys
+from typing import Any
+
+from crossroads import tokens
+from crossroads.attempts import Clock, SystemClock
+from crossroads.config import Settings
+from crossroads.gateway_settings import default_gateway_settings
+from crossroads.limits import Counters, MemoryCounters
+from crossroads.metrics import Metrics
+from crossroads.requestlog import LogWriter
+from crossroads.snapshot import Providers, Snapshot, key_context, load_snapshot
+from crossroads.store.sql import SQLStore
+from crossroads.upstream import UpstreamClient
+from crossroads.vault import Vault, preview
+
+log = logging.getLogger("crossroads")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 counters: Counters | None = None, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.store = SQLStore(settings.sqlalchemy_url)
+        self.vault = Vault.load(settings.master_key, settings.data_dir)
+        self.providers = Providers(settings.upstreams)
+        self.upstream = UpstreamClient(settings.connect_timeout, settings.stream_idle_timeout)
+        self.snapshot = Snapshot()
+        self.metrics = Metrics()
+        self.logs = LogWriter(self.store.insert_logs, max_queue=settings.log_queue_size,
+                              batch_size=settings.log_batch_size,
+                              interval=settings.log_flush_interval)
+        self._counters_override = counters
+        self.counters: Counters = counters or MemoryCounters()
+        self.cache: Any = None
+        self.degraded: dict[str, str] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._extras: list[Any] = []
+
+    # -- life cycle ------------------------------------------------------------------------
+    async def start(self, *, announce_admin: bool = True) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.create_schema()
+        await ensure_defaults(self, announce_admin=announce_admin)
+        await self._build_backends()
+        await self.reload()
+        await self.upstream.start()
+        self.logs.start()
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _build_backends(self) -> None:
+        from crossroads.cache import build_cache
+
+        if self._counters_override is None and self.settings.redis_url:
+            from crossroads.store.redis_backend import build_redis_counters
+
+            self.counters = await build_redis_counters(self)
+        self.cache = await build_cache(self)
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        await self.logs.stop()
+        await self.upstream.close()
+        await self.counters.close()
+        if self.cache is not None:
+            await self.cache.close()
+        await self.store.close()
+
+    # -- configuration ---------------------------------------------------------------------
+    async def reload(self) -> None:
+        self.snapshot = await load_snapshot(self.store, self.vault, self.providers.known)
+        self.metrics.set_config_epoch(self.snapshot.epoch)
+
+    async def _poll(self) -> None:
+        """Pick up changes made through other processes or replicas (the change epoch)."""
+        while True:
+            await asyncio.sleep(self.settings.config_poll_interval)
+            try:
+                epoch = await asyncio.wait_for(self.store.epoch(), 5.0)
+                self.degraded.pop("database", None)
+                if epoch != self.snapshot.epoch:
+                    await self.reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.degraded["database"] = f"unreachable: {type(exc).__name__}"
+
+    async def changed(self) -> None:
+        """Called after a local write: reload now rather than at the next poll."""
+        await self.reload()
+
+    # -- helpers used by the management API and the CLI ------------------------------------
+    async def put_key(self, account: str, gateway: str, provider: str, alias: str,
+                      secret: str, **extra: Any) -> dict[str, Any]:
+        ciphertext = self.vault.encrypt(secret, key_context(account, gateway, provider, alias))
+        row = await self.store.put_key(account, gateway, provider, alias, ciphertext,
+                                       preview(secret), **extra)
+        return row
+
+
+async def ensure_defaults(rt: Runtime, *, announce_admin: bool) -> None:
+    """The ``default`` gateway and the admin token exist from the first start."""
+    account = rt.settings.account_id
+    if not await rt.store.list_gateways(account):
+        settings = default_gateway_settings()
+        try:
+            await rt.store.create_gateway(account, settings.id, settings.stored())
+        except Exception:  # another worker created it first
+            pass
+    if rt.settings.admin_token:
+        digest = tokens.digest(rt.settings.admin_token)
+        if await rt.store.get_meta("admin_digest") != digest:
+            await rt.store.set_meta("admin_digest", digest)
+            await rt.store.bump_epoch()
+    elif await rt.store.get_meta("admin_digest") is None:
+        token = tokens.new_token()
+        await rt.store.set_meta("admin_digest", tokens.digest(token))
+        await rt.store.bump_epoch()
+        if announce_admin:
+            print("\n  Crossroads admin token (shown once, stored hashed):\n\n"
+                  f"    {token}\n\n  Keep it: it manages the gateway and is also accepted as a "
+                  "gateway token.\n", file=sys.stderr, flush=True)

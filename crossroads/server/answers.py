@@ -1,0 +1,204 @@
+"""Opening an upstream answer, then relaying it to the client.
+
+``open_*`` returns once the provider has started answering (or raises); nothing has been sent
+to the client yet, so a route or the universal endpoint can still fall back. ``relay`` sends the
+answer, records usage and cost, and finishes the log record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from crossroads.attempts import RetryPolicy, with_retries
+from crossroads.cache import CachedAnswer
+from crossroads.errors import GatewayError, ProviderHTTPError, UpstreamError
+from crossroads.providers.base import Provider, StreamTranslator, Usage
+from crossroads.providers.pricing import cost_of
+from crossroads.server.call import Call
+from crossroads.server.respond import JSON_CT, SSE_HEADERS, Responder
+from crossroads.upstream import UpstreamResponse
+
+
+def account_usage(call: Call, provider: str, model: str, usage: Usage) -> float | None:
+    rec = call.record
+    rec["tokens_in"] = usage.prompt_tokens
+    rec["tokens_out"] = usage.completion_tokens
+    rec["cached_tokens"] = usage.cached_tokens
+    cost = cost_of(provider, model, usage, call.options.custom_cost)
+    rec["cost"] = cost
+    if cost:
+        for hook in call.cost_hooks:
+            hook(cost)
+    return cost
+
+
+class Answer:
+    """Base: what every answer carries."""
+
+    provider: str = ""
+    model: str = ""
+
+    async def relay(self, call: Call, out: Responder) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Abandon the answer without relaying it."""
+
+
+class ProviderErrorAnswer(Answer):
+    """The provider answered with an error status: its status and body pass through."""
+
+    def __init__(self, provider: str, model: str, err: ProviderHTTPError, body: bytes) -> None:
+        self.provider, self.model, self.err, self.body = provider, model, err, body
+
+    async def relay(self, call: Call, out: Responder) -> None:
+        ct = self.err.headers.get("content-type", "application/json").encode()
+        headers = call.base_headers() + [(b"content-type", ct),
+                                         (b"cf-aig-error-source", b"provider")]
+        if "retry-after" in self.err.headers:
+            headers.append((b"retry-after", self.err.headers["retry-after"].encode()))
+        await out.whole(self.err.status, headers, self.body)
+        call.record["response_body"] = self.body[: call.rt.settings.log_body_cap]
+        call.finish(status=self.err.status, success=False,
+                    error=f"provider answered {self.err.status}")
+
+
+class ChatAnswer(Answer):
+    """A translated chat (or embeddings) answer, streamed or whole."""
+
+    def __init__(self, provider: str, model: str, adapter: Provider, resp: UpstreamResponse,
+                 translator: StreamTranslator | None, kind: str = "chat") -> None:
+        self.provider, self.model, self.adapter = provider, model, adapter
+        self.resp, self.translator, self.kind = resp, translator, kind
+        self.cache_fill: Any = None  # set by the cache layer: callable(CachedAnswer)
+
+    def close(self) -> None:
+        self.resp.close()
+
+    async def relay(self, call: Call, out: Responder) -> None:
+        try:
+            if self.translator is None:
+                await self._whole(call, out)
+            else:
+                await self._stream(call, out)
+        finally:
+            self.resp.release()
+
+    async def _whole(self, call: Call, out: Responder) -> None:
+        raw = await self.resp.read_rest()
+        if self.kind == "embeddings":
+            parsed = self.adapter.embeddings_response(raw, self.model)
+        else:
+            parsed = self.adapter.chat_response(raw, self.model)
+        await out.whole(200, call.base_headers() + [JSON_CT], parsed.body)
+        account_usage(call, self.provider, self.model, parsed.usage)
+        call.record["response_body"] = parsed.body[: call.rt.settings.log_body_cap]
+        call.record["response_size"] = len(parsed.body)
+        call.record["response_content_type"] = "application/json"
+        if self.cache_fill is not None:
+            self.cache_fill(CachedAnswer(200, "application/json", parsed.body, self.provider,
+                                         self.model, parsed.usage.prompt_tokens,
+                                         parsed.usage.completion_tokens))
+        call.finish(status=200, success=True)
+
+    async def _stream(self, call: Call, out: Responder) -> None:
+        tr = self.translator
+        assert tr is not None
+        cap = call.rt.settings.log_body_cap
+        kept: list[bytes] = []
+        kept_len = 0
+        whole: list[bytes] | None = [] if self.cache_fill is not None else None
+        await out.start(200, call.base_headers() + SSE_HEADERS)
+        try:
+            data = tr.feed(self.resp.first)
+            async for chunk in self.resp.chunks():
+                if data:
+                    await out.body(data)
+                    if kept_len < cap:
+                        kept.append(data)
+                        kept_len += len(data)
+                    if whole is not None:
+                        whole.append(data)
+                data = tr.feed(chunk)
+            data += tr.close()
+        except UpstreamError as exc:
+            if data:
+                await out.body(data)
+            account_usage(call, self.provider, self.model, tr.usage)
+            await out.error(exc)
+            call.record["response_body"] = b"".join(kept)[:cap]
+            call.finish(status=200, success=False, error=exc.message)
+            return
+        await out.body(data, more=False)
+        if whole is not None:
+            whole.append(data)
+        kept.append(data)
+        account_usage(call, self.provider, self.model, tr.usage)
+        call.record["response_body"] = b"".join(kept)[:cap]
+        call.record["response_content_type"] = "text/event-stream"
+        if whole is not None and self.cache_fill is not None:
+            self.cache_fill(CachedAnswer(200, "text/event-stream", b"".join(whole), self.provider,
+                                         self.model, tr.usage.prompt_tokens,
+                                         tr.usage.completion_tokens))
+        call.finish(status=200, success=True)
+
+
+class CacheHitAnswer(Answer):
+    def __init__(self, hit: CachedAnswer) -> None:
+        self.hit = hit
+        self.provider, self.model = hit.provider, hit.model
+
+    async def relay(self, call: Call, out: Responder) -> None:
+        ct = self.hit.content_type
+        headers = SSE_HEADERS if ct.startswith("text/event-stream") else [JSON_CT]
+        await out.whole(self.hit.status, call.base_headers() + headers, self.hit.body)
+        rec = call.record
+        rec["cached"] = True
+        rec["cost"] = 0.0
+        rec["tokens_in"], rec["tokens_out"] = self.hit.tokens_in, self.hit.tokens_out
+        rec["response_body"] = self.hit.body[: call.rt.settings.log_body_cap]
+        call.finish(status=self.hit.status, success=True)
+
+
+async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
+                    policy: RetryPolicy, kind: str = "chat") -> Answer:
+    """Send a canonical chat (or embeddings) request to ``slug``; return once it answers.
+    A provider error status on the last attempt comes back as a ProviderErrorAnswer."""
+    adapter, base = call.provider(slug)
+    creds = call.credentials(slug)
+    prepare = getattr(adapter, "prepare_credentials", None)
+    if prepare is not None and creds is not None:
+        creds = await prepare(creds, call.rt.upstream.session, call.rt.clock)
+    if kind == "embeddings":
+        req = adapter.embeddings_request(body, model, creds, base, call.caller_key)
+    else:
+        req = adapter.chat_request(body, model, creds, base, call.caller_key)
+    stream = kind == "chat" and bool(body.get("stream"))
+
+    async def attempt(timeout: float | None) -> UpstreamResponse:
+        return await call.rt.upstream.open(req, timeout)
+
+    try:
+        resp = await with_retries(attempt, policy, call.rt.clock)
+    except ProviderHTTPError as err:
+        return ProviderErrorAnswer(slug, model, err, adapter.error_body(err.status, err.body))
+    translator = None
+    if stream:
+        include = bool((body.get("stream_options") or {}).get("include_usage"))
+        translator = adapter.chat_stream(model, include)
+    return ChatAnswer(slug, model, adapter, resp, translator, kind)
+
+
+async def relay_guarded(answer: Answer, call: Call, out: Responder) -> None:
+    """Relay, turning a failure into an in-band error (a started stream) or an error answer."""
+    try:
+        await answer.relay(call, out)
+    except GatewayError as exc:
+        await out.error(exc)
+        call.finish(status=exc.status if not out.started else out.status, success=False,
+                    error=exc.message)
+    except asyncio.CancelledError:
+        answer.close()
+        call.finish(status=499, success=False, error="client disconnected")
+        raise

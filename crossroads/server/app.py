@@ -1,0 +1,81 @@
+"""The ASGI application: a thin dispatcher in front of the data plane and the management API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from crossroads.config import Settings
+from crossroads.runtime import Runtime
+from crossroads.server.dataplane import DataPlane
+from crossroads.server.management import build_management
+
+log = logging.getLogger("crossroads")
+
+
+class App:
+    def __init__(self, rt: Runtime, *, manage_lifecycle: bool = True) -> None:
+        self.rt = rt
+        self.data = DataPlane(rt)
+        self.manage = build_management(rt)
+        self._manage_lifecycle = manage_lifecycle
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1/"):
+                await self.data(scope, receive, send)
+            elif path == "/healthz" or path == "/health":
+                await self._health(send)
+            elif path == "/metrics":
+                await self._metrics(send)
+            else:
+                await self.manage(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    if self._manage_lifecycle:
+                        await self.rt.start()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self._manage_lifecycle:
+                    await self.rt.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _health(self, send: Any) -> None:
+        rt = self.rt
+        degraded = dict(rt.degraded)
+        if rt.logs.failing:
+            degraded["logs"] = f"log store failing; {rt.logs.pending} records buffered"
+        body = orjson.dumps({"status": "degraded" if degraded else "ok", "degraded": degraded,
+                             "config_epoch": rt.snapshot.epoch,
+                             "logs_pending": rt.logs.pending, "logs_dropped": rt.logs.dropped})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _metrics(self, send: Any) -> None:
+        body = self.rt.metrics.render(self.rt.logs.dropped, self.rt.logs.pending)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain; version=0.0.4")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings | None = None) -> App:
+    """Factory for ``uvicorn --factory`` (one runtime per worker process)."""
+    from crossroads.config import load_settings
+
+    return App(Runtime(settings or load_settings()))

@@ -1,0 +1,136 @@
+"""One data-plane request in flight: who sent it, to which gateway, with what options, and
+the log record that is filled in as it goes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from crossroads import tokens
+from crossroads.errors import MissingProviderKey, Unauthorized, UnknownProvider
+from crossroads.headers import RequestOptions
+from crossroads.providers.base import Credentials, Provider
+from crossroads.runtime import Runtime
+from crossroads.snapshot import Snapshot
+
+
+@dataclass(slots=True)
+class Call:
+    rt: Runtime
+    snap: Snapshot
+    account: str
+    gateway_id: str
+    gateway: dict[str, Any]
+    headers: dict[str, str]
+    options: RequestOptions
+    log_id: str
+    started: float  # perf_counter
+    caller_key: str | None = None  # the caller's own provider key (Authorization), if any
+    record: dict[str, Any] = field(default_factory=dict)
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # called with the answer's cost once known (route budget nodes settle through these)
+    cost_hooks: list[Any] = field(default_factory=list)
+
+    def provider(self, slug: str) -> tuple[Provider, str]:
+        found = self.rt.providers.get(slug, self.snap, self.account)
+        if found is None:
+            raise UnknownProvider(f"unknown provider '{slug}'")
+        return found
+
+    def credentials(self, slug: str, caller_has_key: bool = False) -> Credentials | None:
+        """The stored key to use, or None when the caller brought its own."""
+        if self.caller_key is not None or caller_has_key:
+            return None
+        creds = self.snap.keys.get((self.account, self.gateway_id, slug, self.options.byok_alias))
+        if creds is None:
+            raise MissingProviderKey(
+                f"no provider key for '{slug}' (alias '{self.options.byok_alias}') on gateway "
+                f"'{self.gateway_id}': store one (crossroads keys add, or the provider_configs "
+                "API) or send your provider key in the Authorization header")
+        return creds
+
+    def base_headers(self) -> list[tuple[bytes, bytes]]:
+        event = self.options.event_id or self.log_id
+        return [(b"cf-aig-log-id", self.log_id.encode()),
+                (b"cf-aig-request-id", self.log_id.encode()),
+                (b"cf-aig-event-id", event.encode())] + self.response_headers
+
+    def finish(self, *, status: int, success: bool, error: str | None = None) -> None:
+        rec = self.record
+        rec["status_code"] = status
+        rec["success"] = success
+        rec["duration"] = int((time.perf_counter() - self.started) * 1000)
+        if error:
+            rec["error"] = error[:2000]
+        self.rt.metrics.observe(rec)
+        collect = self.gateway.get("collect_logs", True)
+        if self.options.collect_log is not None:
+            collect = self.options.collect_log
+        if not collect:
+            return
+        if not self.options.collect_log_payload:
+            rec["request_body"] = rec["response_body"] = None
+        rec.pop("error_kind", None)
+        self.rt.logs.put(rec)
+
+
+def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
+                 gateway: dict[str, Any], headers: dict[str, str],
+                 authorization_is_key: bool = True) -> str | None:
+    """Check the gateway token; return the caller's own provider key from ``Authorization``
+    (None when there is none or it was the gateway token)."""
+
+    def valid(token: str) -> bool:
+        d = tokens.digest(token)
+        if d == snap.admin_digest:
+            return True
+        owner = snap.tokens.get(d)
+        return owner is not None and owner[0] == account and owner[1] in (None, gateway_id)
+
+    authed = False
+    gw_token = tokens.bearer(headers.get("cf-aig-authorization"))
+    if headers.get("cf-aig-authorization") is not None:
+        if gw_token is None or not valid(gw_token):
+            raise Unauthorized("invalid cf-aig-authorization token")
+        authed = True
+    caller_key = None
+    auth = headers.get("authorization")
+    if auth is not None:
+        bearer = tokens.bearer(auth)
+        if bearer is not None and bearer.startswith(tokens.PREFIX) and valid(bearer):
+            authed = True
+        elif authorization_is_key:
+            caller_key = bearer if bearer is not None else auth
+    if gateway.get("authentication") and not authed:
+        raise Unauthorized("missing cf-aig-authorization: this gateway requires a token")
+    return caller_key
+
+
+def new_record(call: Call, path: str, body: bytes, cap: int) -> dict[str, Any]:
+    meta = call.options.metadata
+    return {
+        "id": call.log_id,
+        "account_id": call.account,
+        "gateway_id": call.gateway_id,
+        "created_at": None,  # set by the caller (wall clock)
+        "provider": "",
+        "model": "",
+        "path": path,
+        "request_type": None,
+        "cached": False,
+        "tokens_in": None,
+        "tokens_out": None,
+        "cached_tokens": None,
+        "cost": None,
+        "custom_cost": call.options.custom_cost is not None,
+        "metadata": orjson.dumps(meta).decode() if meta else None,
+        "event_id": call.options.event_id,
+        "request_content_type": call.headers.get("content-type"),
+        "request_size": len(body),
+        "request_body": body[:cap] if cap else None,
+        "request_head_complete": len(body) <= cap,
+        "response_body": None,
+    }

@@ -1,0 +1,273 @@
+"""The data plane: ``/v1/{account_id}/{gateway_id}/...`` as a thin ASGI handler.
+
+    /v1/{a}/{g}                          universal endpoint (array of steps)
+    /v1/{a}/{g}/compat/chat/completions  OpenAI-compatible, model "provider/model" or "dynamic/x"
+    /v1/{a}/{g}/compat/embeddings
+    /v1/{a}/{g}/{provider}/{native path} provider passthrough
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+import orjson
+
+from crossroads.attempts import RetryPolicy, merge_policy
+from crossroads.cache import cache_key
+from crossroads.errors import (
+    BadRequest,
+    GatewayError,
+    InvalidJSON,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceDegraded,
+)
+from crossroads.headers import parse_options
+from crossroads.ids import uuid7
+from crossroads.providers.catalog import COMPAT_ALIASES
+from crossroads.runtime import Runtime
+from crossroads.server.answers import Answer, CacheHitAnswer, ChatAnswer, open_chat, relay_guarded
+from crossroads.server.call import Call, authenticate, new_record
+from crossroads.server.respond import Responder
+
+DEFAULT_KEYED_CACHE_TTL = 300  # cf-aig-cache-key without any TTL: 5 minutes, as Cloudflare
+
+
+async def read_body(receive: Any, headers: dict[str, str], cap: int) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {cap}")
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        chunk = msg.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > cap:
+                raise PayloadTooLarge(f"request body exceeds the limit of {cap} bytes")
+            parts.append(chunk)
+        if not msg.get("more_body"):
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"request body is not valid JSON: {exc.msg} at position {exc.pos}"
+                          ) from None
+    if not isinstance(obj, dict):
+        raise InvalidJSON("request body must be a JSON object")
+    return obj
+
+
+def split_model(model: Any) -> tuple[str, str]:
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' is required: use \"{provider}/{model}\" or \"dynamic/{route}\"")
+    slug, sep, name = model.partition("/")
+    if not sep or not name:
+        raise BadRequest(f"model '{model}' must be \"{{provider}}/{{model}}\", e.g. "
+                         "\"openai/gpt-4o-mini\", or \"dynamic/{route}\"")
+    return COMPAT_ALIASES.get(slug, slug), name
+
+
+def policy_for(call: Call, step: dict[str, Any] | None) -> RetryPolicy:
+    o = call.options
+    return merge_policy(step, o.max_attempts, o.retry_delay_ms, o.backoff,
+                        o.request_timeout_ms, call.gateway)
+
+
+class DataPlane:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        out = Responder(send)
+        task = asyncio.current_task()
+        watcher: asyncio.Task[None] | None = None
+        call: Call | None = None
+        try:
+            call, rest, body = await self._admit(scope, receive)
+            assert task is not None
+            watcher = asyncio.get_running_loop().create_task(_watch(receive, task, out))
+            await self._route(call, rest, scope, body, out)
+        except GatewayError as exc:
+            if call is not None and not call.record.get("status_code"):
+                call.finish(status=exc.status, success=False, error=exc.message)
+            await out.error(exc)
+        except asyncio.CancelledError:
+            if call is not None and not call.record.get("status_code"):
+                call.finish(status=499, success=False, error="client disconnected")
+            if not out.started:
+                return  # the client is gone; nothing to send
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _admit(self, scope: dict[str, Any], receive: Any) -> tuple[Call, str, bytes]:
+        rt = self.rt
+        parts = scope["path"].split("/", 4)
+        if len(parts) < 4 or not parts[2] or not parts[3]:
+            raise NotFound("expected /v1/{account_id}/{gateway_id}/...")
+        account, gateway_id = parts[2], parts[3]
+        rest = parts[4] if len(parts) > 4 else ""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        snap = rt.snapshot
+        gateway = snap.gateways.get((account, gateway_id))
+        if gateway is None:
+            raise NotFound(f"gateway '{gateway_id}' not found in account '{account}'")
+        caller_key = authenticate(rt, snap, account, gateway_id, gateway, headers,
+                                  authorization_is_key=True)
+        body = await read_body(receive, headers, rt.settings.max_body_bytes)
+        options = parse_options(headers)
+        log_id = uuid7()
+        call = Call(rt, snap, account, gateway_id, gateway, headers, options, log_id,
+                    time.perf_counter(), caller_key=caller_key)
+        call.record = new_record(call, "/" + rest, body, rt.settings.log_body_cap)
+        call.record["created_at"] = dt.datetime.now(dt.UTC)
+        await self._gateway_limit(call)
+        return call, rest, body
+
+    async def _gateway_limit(self, call: Call) -> None:
+        gw = call.gateway
+        limit, interval = gw.get("rate_limiting_limit"), gw.get("rate_limiting_interval")
+        if not limit or not interval:
+            return
+        technique = gw.get("rate_limiting_technique") or "fixed"
+        key = f"gw:{call.account}:{call.gateway_id}"
+        try:
+            adm = await call.rt.counters.hit(key, 1, limit, interval, technique,
+                                             call.rt.clock.now())
+        except Exception as exc:
+            policy = gw.get("limits_on_store_failure") or call.rt.settings.limits_on_store_failure
+            if policy == "closed":
+                raise ServiceDegraded("rate-limit store unavailable and this gateway fails "
+                                      "closed") from exc
+            return
+        reset = max(int(adm.reset_after + 0.999), 1)
+        headers = {"x-ratelimit-limit": str(int(limit)), "x-ratelimit-remaining":
+                   str(int(adm.remaining)), "x-ratelimit-reset": str(reset)}
+        if not adm.admitted:
+            call.rt.metrics.rate_limited.labels(call.gateway_id, "gateway").inc()
+            raise RateLimited(f"gateway rate limit of {limit} requests per {interval} s reached",
+                              headers=dict(headers, **{"retry-after": str(reset)}))
+        call.response_headers.extend((k.encode(), v.encode()) for k, v in headers.items())
+
+    async def _route(self, call: Call, rest: str, scope: dict[str, Any], body: bytes,
+                     out: Responder) -> None:
+        method = scope["method"]
+        if rest in ("", "/"):
+            if method != "POST":
+                raise NotFound("the universal endpoint takes POST")
+            from crossroads.server.universal import universal
+
+            await universal(self, call, body, out)
+            return
+        if rest in ("compat/chat/completions", "compat/embeddings"):
+            if method != "POST":
+                raise NotFound(f"/{rest} takes POST")
+            kind = "chat" if rest.endswith("completions") else "embeddings"
+            answer = await self.open_compat(call, parse_json_object(body), body, kind)
+            await relay_guarded(answer, call, out)
+            return
+        from crossroads.server.passthrough import open_native
+
+        slug, _, path = rest.partition("/")
+        answer = await open_native(call, slug, "/" + path, method,
+                                   scope.get("query_string", b"").decode("latin-1"), body)
+        await relay_guarded(answer, call, out)
+
+    async def open_compat(self, call: Call, obj: dict[str, Any], raw: bytes, kind: str,
+                          step: dict[str, Any] | None = None) -> Answer:
+        slug, model = split_model(obj.get("model"))
+        rec = call.record
+        rec["request_type"] = "chat.completions" if kind == "chat" else "embeddings"
+        if kind == "chat" and not isinstance(obj.get("messages"), list):
+            raise BadRequest("'messages' must be an array of messages")
+        if kind == "embeddings" and "input" not in obj:
+            raise BadRequest("'input' is required for embeddings")
+        if slug == "dynamic":
+            if kind != "chat":
+                raise BadRequest("dynamic routes accept only the chat-completions format")
+            from crossroads.server.route_exec import open_route
+
+            return await open_route(self, call, obj, raw, model)
+        rec["provider"], rec["model"] = slug, model
+        policy = self.policy(call, step)
+        return await self.cached(call, slug, model, raw, kind,
+                                 lambda: open_chat(call, obj, slug, model, policy, kind))
+
+    def policy(self, call: Call, step: dict[str, Any] | None) -> RetryPolicy:
+        return policy_for(call, step)
+
+    async def cached(self, call: Call, slug: str, model: str, raw: bytes, endpoint: str,
+                     opener: Any) -> Answer:
+        """Serve from the cache, or open upstream (coalescing identical misses)."""
+        o = call.options
+        ttl = o.cache_ttl if o.cache_ttl is not None else call.gateway.get("cache_ttl")
+        if ttl is None and o.cache_key is not None:
+            ttl = DEFAULT_KEYED_CACHE_TTL
+        cache = self.rt.cache
+        if not ttl or o.skip_cache or cache is None:
+            return await opener()
+        auth = call.caller_key or ""
+        key = cache_key(call.gateway_id, slug, endpoint, model, auth, raw, o.cache_key)
+        now = self.rt.clock.now()
+        hit = await cache.get(key, now)
+        if hit is None:
+            leader, fut = cache.coalescer.lead_or_follow(key)
+            if not leader:
+                hit = await asyncio.shield(fut)
+                if hit is None:  # the leader failed: try for ourselves
+                    return await opener()
+        if hit is not None:
+            call.response_headers.append((b"cf-aig-cache-status", b"HIT"))
+            return CacheHitAnswer(hit)
+        call.response_headers.append((b"cf-aig-cache-status", b"MISS"))
+        try:
+            answer = await opener()
+        except BaseException:
+            cache.coalescer.finish(key, None)
+            raise
+        if isinstance(answer, ChatAnswer):
+            def fill(value: Any) -> None:
+                cache.coalescer.finish(key, value)
+                asyncio.get_running_loop().create_task(cache.put(key, value, ttl,
+                                                                 self.rt.clock.now()))
+            answer.cache_fill = fill
+            _finish_later(answer, cache, key)
+        else:
+            cache.coalescer.finish(key, None)
+        return answer
+
+
+def _finish_later(answer: ChatAnswer, cache: Any, key: str) -> None:
+    """If the answer is never filled (error mid-way), release the waiting followers."""
+    original = answer.relay
+
+    async def relay(call: Call, out: Responder) -> None:
+        try:
+            await original(call, out)
+        finally:
+            cache.coalescer.finish(key, None)
+
+    answer.relay = relay  # type: ignore[method-assign]
+
+
+async def _watch(receive: Any, task: asyncio.Task[Any], out: Responder) -> None:
+    """Cancel the request's task when the client disconnects (cancels the upstream call)."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            if not out.finished:
+                task.cancel()
+            return

@@ -1,0 +1,120 @@
+"""Provider-native passthrough: ``/v1/{a}/{g}/{provider}/{native path}``.
+
+The body and the answer pass unchanged; the gateway adds the stored key (unless the caller sent
+its own), applies retries/timeouts, and reads usage from the answer for the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from crossroads.attempts import with_retries
+from crossroads.errors import ProviderHTTPError, UpstreamError
+from crossroads.providers.base import NativeObserver
+from crossroads.server.answers import Answer, ProviderErrorAnswer, account_usage
+from crossroads.server.call import Call
+from crossroads.server.respond import Responder
+from crossroads.upstream import UpstreamResponse
+
+_DROP = frozenset({"host", "content-length", "connection", "accept-encoding", "keep-alive",
+                   "transfer-encoding", "te", "upgrade", "cookie"})
+
+
+def forward_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items()
+            if k not in _DROP and not k.startswith("cf-aig-") and not k.startswith("cf-")}
+
+
+def model_of(body: bytes, path: str) -> str:
+    if body[:1] == b"{":
+        try:
+            m = orjson.loads(body).get("model")
+            if isinstance(m, str):
+                return m
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+    if "/models/" in path:  # Gemini style: .../models/{model}:generateContent
+        return path.split("/models/", 1)[1].split(":", 1)[0]
+    if "/model/" in path:  # Bedrock style: /model/{id}/converse
+        return path.split("/model/", 1)[1].split("/", 1)[0]
+    return ""
+
+
+class NativeAnswer(Answer):
+    def __init__(self, provider: str, model: str, resp: UpstreamResponse,
+                 observer: NativeObserver) -> None:
+        self.provider, self.model, self.resp, self.observer = provider, model, resp, observer
+
+    def close(self) -> None:
+        self.resp.close()
+
+    async def relay(self, call: Call, out: Responder) -> None:
+        cap = call.rt.settings.log_body_cap
+        kept: list[bytes] = []
+        kept_len = 0
+        obs = self.observer
+        try:
+            await out.start(self.resp.status, call.base_headers() + self.resp.forward_headers())
+            data = self.resp.first
+            try:
+                async for chunk in self.resp.chunks():
+                    obs.feed(data)
+                    await out.body(data)
+                    if kept_len < cap:
+                        kept.append(data)
+                        kept_len += len(data)
+                    data = chunk
+            except UpstreamError as exc:
+                obs.feed(data)
+                await out.body(data, more=False)
+                account_usage(call, self.provider, obs.model or self.model, obs.usage)
+                call.finish(status=self.resp.status, success=False, error=exc.message)
+                return
+            obs.feed(data)
+            kept.append(data)
+            await out.body(data, more=False)
+        finally:
+            self.resp.release()
+        obs.close()
+        model = obs.model or self.model
+        call.record["model"] = model
+        account_usage(call, self.provider, model, obs.usage)
+        call.record["response_body"] = b"".join(kept)[:cap]
+        call.record["response_content_type"] = self.resp.content_type
+        call.finish(status=self.resp.status, success=True)
+
+
+async def open_native(call: Call, slug: str, path: str, method: str, query: str, body: bytes,
+                      extra_headers: dict[str, str] | None = None,
+                      step: dict[str, Any] | None = None) -> Answer:
+    from crossroads.server.dataplane import policy_for
+
+    adapter, base = call.provider(slug)
+    headers = forward_headers(call.headers)
+    if extra_headers:
+        headers.update({k.lower(): v for k, v in extra_headers.items()
+                        if not k.lower().startswith("cf-aig-")})
+    caller_has_key = adapter.caller_key_present(headers)
+    creds = call.credentials(slug, caller_has_key=caller_has_key)
+    prepare = getattr(adapter, "prepare_credentials", None)
+    if prepare is not None and creds is not None:
+        creds = await prepare(creds, call.rt.upstream.session, call.rt.clock)
+    req = adapter.native_request(method, path, query, headers, body or None, creds, base)
+    model = model_of(body, path)
+    rec = call.record
+    rec["provider"], rec["model"], rec["request_type"] = slug, model, "native"
+    policy = policy_for(call, step)
+
+    async def attempt(timeout: float | None) -> UpstreamResponse:
+        return await call.rt.upstream.open(req, timeout)
+
+    async def opener() -> Answer:
+        try:
+            resp = await with_retries(attempt, policy, call.rt.clock)
+        except ProviderHTTPError as err:
+            return ProviderErrorAnswer(slug, model, err, err.body)
+        return NativeAnswer(slug, model, resp, adapter.native_observer(path, req.stream))
+
+    return await opener()

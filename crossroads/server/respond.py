@@ -1,0 +1,76 @@
+"""Sending answers over ASGI, and the ONE place a GatewayError becomes an HTTP response."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from crossroads.errors import GatewayError
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+JSON_CT = (b"content-type", b"application/json")
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
+               (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+def error_envelope(exc: GatewayError) -> bytes:
+    """Cloudflare's envelope for errors the gateway itself raises."""
+    err: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details is not None:
+        err["details"] = exc.details
+    return orjson.dumps({"success": False, "result": [], "messages": [], "error": [err]})
+
+
+def error_headers(exc: GatewayError) -> list[tuple[bytes, bytes]]:
+    out = [JSON_CT, (b"cf-aig-error-source", b"gateway")]
+    out.extend((k.lower().encode(), str(v).encode()) for k, v in exc.headers.items())
+    return out
+
+
+def stream_error_event(exc: GatewayError) -> bytes:
+    """How a stream that already started reports a failure: an SSE ``error`` object, which the
+    OpenAI SDKs raise as an APIError, then the end of the stream (no ``[DONE]``)."""
+    return b"data: " + orjson.dumps({"error": {"message": exc.message, "type": "gateway_error",
+                                               "code": exc.code}}) + b"\n\n"
+
+
+class Responder:
+    """Tracks what was sent so an error after the start is reported in-band."""
+
+    __slots__ = ("_send", "started", "status", "extra_headers", "finished")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.finished = False
+        self.status = 0
+        self.extra_headers: list[tuple[bytes, bytes]] = []
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        self.status = status
+        await self._send({"type": "http.response.start", "status": status,
+                          "headers": headers + self.extra_headers})
+
+    async def body(self, data: bytes, more: bool = True) -> None:
+        if not more:
+            self.finished = True
+        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        await self.start(status, headers)
+        await self.body(body, more=False)
+
+    async def error(self, exc: GatewayError) -> None:
+        if not self.started:
+            await self.whole(exc.status, error_headers(exc), error_envelope(exc))
+        elif not self.finished:
+            await self.body(stream_error_event(exc), more=False)
+
+
+def api_error_envelope(exc: GatewayError) -> bytes:
+    """The management API's (Cloudflare API v4) error shape."""
+    return orjson.dumps({"success": False, "errors": [{"code": exc.code, "message": exc.message}],
+                         "messages": [], "result": None})

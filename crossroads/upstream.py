@@ -1,0 +1,135 @@
+"""The pooled HTTP client to providers. Transport failures become ``crossroads.errors``.
+
+``open`` returns once the answer has *started*: status and headers received and, for a
+success, the first body bytes read. That is the moment a route commits to a model, so a
+stream can still fall back if its upstream dies before any byte reached the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from crossroads.errors import (
+    ProviderHTTPError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from crossroads.providers.base import UpstreamRequest
+
+_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
+                  "content-encoding", "proxy-authenticate", "proxy-authorization", "te",
+                  "trailer", "upgrade"})
+_ERROR_BODY_CAP = 1024 * 1024
+
+
+class UpstreamResponse:
+    __slots__ = ("status", "headers", "first", "_resp", "_idle", "_eof")
+
+    def __init__(self, resp: aiohttp.ClientResponse, first: bytes, idle: float) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers = resp.headers
+        self.first = first
+        self._idle = idle
+        self._eof = not first
+
+    def forward_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(k.lower().encode(), v.encode()) for k, v in self.headers.items()
+                if k.lower() not in _HOP]
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body after ``first``, as it arrives (each read bounded by the idle timeout)."""
+        content = self._resp.content
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._idle):
+                        data = await content.readany()
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"provider sent nothing for {self._idle:g} s mid-answer") from None
+                if not data:
+                    return
+                yield data
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
+                aiohttp.ClientOSError) as exc:
+            raise UpstreamProtocolError(f"provider connection broke mid-answer: "
+                                        f"{type(exc).__name__}") from None
+
+    async def read_rest(self) -> bytes:
+        parts = [self.first]
+        async for chunk in self.chunks():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def release(self) -> None:
+        self._resp.release()
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class UpstreamClient:
+    def __init__(self, connect_timeout: float, idle_timeout: float) -> None:
+        self._connect_timeout = connect_timeout
+        self._idle = idle_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        return self._session
+
+    async def open(self, req: UpstreamRequest, timeout: float | None) -> UpstreamResponse:
+        """Send ``req``; raise ProviderHTTPError for an error status (body read), or an
+        UpstreamError for transport failures. ``timeout`` bounds the time to first byte."""
+        resp: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                resp = await self.session.request(req.method, req.url, headers=req.headers,
+                                                  data=req.body, allow_redirects=False)
+                if resp.status >= 400:
+                    body = await resp.content.read(_ERROR_BODY_CAP)
+                    headers = {k.lower(): v for k, v in resp.headers.items()}
+                    resp.release()
+                    raise ProviderHTTPError(resp.status, body, headers)
+                first = await resp.content.readany()
+        except TimeoutError:
+            if resp is not None:
+                resp.close()
+            raise UpstreamTimeout(f"no answer from provider within {timeout:g} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnavailable(f"cannot connect to provider at {exc.host}:{exc.port}"
+                                      ) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                aiohttp.ClientPayloadError) as exc:
+            if resp is not None:
+                resp.close()
+            raise UpstreamUnavailable(f"provider connection failed: {type(exc).__name__}"
+                                      ) from None
+        except aiohttp.ClientError as exc:
+            if resp is not None:
+                resp.close()
+            raise UpstreamUnavailable(f"provider request failed: {type(exc).__name__}") from None
+        return UpstreamResponse(resp, first, self._idle)
