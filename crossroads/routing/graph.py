@@ -115,7 +115,7 @@ def _parse_element(index: int, raw: Any, known_providers: Callable[[str], bool])
     if kind == "conditional":
         return Conditional(eid, _parse_conditions(eid, props), ports["true"], ports["false"])
     if kind == "rate":
-        return _parse_rate(eid, raw_type, props, ports)
+        return _parse_rate(eid, props, ports)
     return _parse_model(eid, props, ports, known_providers)
 
 
@@ -196,7 +196,7 @@ def _positive(eid: str, where: str, value: Any) -> int | float:
     return value
 
 
-def _parse_rate(eid: str, raw_type: str, props: Mapping[str, Any],
+def _parse_rate(eid: str, props: Mapping[str, Any],
                 ports: dict[str, str]) -> Rate:
     limit_type = props.get("limitType")
     if limit_type not in ("count", "cost"):
