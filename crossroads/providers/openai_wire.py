@@ -108,8 +108,9 @@ def loads_object(raw: bytes, provider: str) -> dict[str, Any]:
 
 
 def error_json(message: str, err_type: str, code: Any) -> bytes:
+    """OpenAI's error object; ``code`` is always a string, as the SDK types it."""
     return orjson.dumps({"error": {"message": message, "type": err_type, "param": None,
-                                   "code": code}})
+                                   "code": None if code is None else str(code)}})
 
 
 def status_error_type(status: int) -> str:

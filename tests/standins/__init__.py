@@ -1,0 +1,1 @@
+"""Stand-in provider servers for tests: aiohttp apps serving the recorded fixtures."""

@@ -1,0 +1,181 @@
+"""Stand-in for OpenAI-style providers (``/v1/chat/completions``, ``/v1/embeddings``), in the
+real wire format: chat.completion JSON, chat.completion.chunk SSE with a usage chunk and
+``[DONE]``, OpenAI error objects.
+
+A test scripts what comes next with ``state.queue`` (a list of behaviours, consumed in order;
+when empty the default answer is served): ``Reply(...)`` answers, ``Fail(status)`` returns an
+error, ``Hang()`` waits until the test releases it, ``Reset()`` drops the connection,
+``Cut(n)`` streams n chunks then drops the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Reply:
+    content: str = "Hello from the stand-in."
+    prompt_tokens: int = 12
+    completion_tokens: int = 7
+    cached_tokens: int = 0
+    tool_calls: list[dict[str, Any]] | None = None
+    chunks: int = 3
+
+
+@dataclass
+class Fail:
+    status: int
+    message: str = "upstream failure"
+    retry_after: str | None = None
+
+
+@dataclass
+class Hang:
+    pass
+
+
+@dataclass
+class Reset:
+    pass
+
+
+@dataclass
+class Cut:
+    chunks: int = 1
+
+
+@dataclass
+class OpenAIState:
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    queue: list[Any] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    default: Reply = field(default_factory=Reply)
+    upstream_disconnects: int = 0  # Hang requests whose caller went away
+
+    def next(self) -> Any:
+        return self.queue.pop(0) if self.queue else self.default
+
+
+STATE = web.AppKey("openai_state", OpenAIState)
+
+
+def completion(model: str, r: Reply) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": r.content, "refusal": None}
+    finish = "stop"
+    if r.tool_calls:
+        msg["content"] = None
+        msg["tool_calls"] = r.tool_calls
+        finish = "tool_calls"
+    return {"id": "chatcmpl-standin", "object": "chat.completion", "created": 1_700_000_000,
+            "model": model, "choices": [{"index": 0, "message": msg, "logprobs": None,
+                                         "finish_reason": finish}],
+            "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                      "total_tokens": r.prompt_tokens + r.completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": r.cached_tokens}},
+            "system_fingerprint": "fp_standin"}
+
+
+def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return b"data: " + orjson.dumps({
+        "id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1_700_000_000,
+        "model": model, "system_fingerprint": "fp_standin",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    ) + b"\n\n"
+
+
+def stream_events(model: str, r: Reply, include_usage: bool) -> list[bytes]:
+    out = [chunk(model, {"role": "assistant", "content": ""})]
+    if r.tool_calls:
+        for i, tc in enumerate(r.tool_calls):
+            out.append(chunk(model, {"tool_calls": [{"index": i, "id": tc["id"], "type":
+                                                     "function", "function": {
+                                                         "name": tc["function"]["name"],
+                                                         "arguments": ""}}]}))
+            args = tc["function"]["arguments"]
+            half = len(args) // 2
+            for part in (args[:half], args[half:]):
+                out.append(chunk(model, {"tool_calls": [{"index": i, "function": {
+                    "arguments": part}}]}))
+        out.append(chunk(model, {}, "tool_calls"))
+    else:
+        words = r.content.split(" ")
+        per = max(len(words) // max(r.chunks, 1), 1)
+        for i in range(0, len(words), per):
+            text = " ".join(words[i:i + per])
+            out.append(chunk(model, {"content": text if i == 0 else " " + text}))
+        out.append(chunk(model, {}, "stop"))
+    if include_usage:
+        out.append(b"data: " + orjson.dumps({
+            "id": "chatcmpl-standin", "object": "chat.completion.chunk",
+            "created": 1_700_000_000, "model": model, "choices": [],
+            "usage": {"prompt_tokens": r.prompt_tokens,
+                      "completion_tokens": r.completion_tokens,
+                      "total_tokens": r.prompt_tokens + r.completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": r.cached_tokens}}}) + b"\n\n")
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await request.json()
+    state.calls.append({"path": request.path, "headers": dict(request.headers), "json": body})
+    behaviour = state.next()
+    model = body.get("model", "")
+    if isinstance(behaviour, Hang):
+        while not state.release.is_set():
+            if request.transport is None or request.transport.is_closing():
+                state.upstream_disconnects += 1
+                raise asyncio.CancelledError
+            await asyncio.sleep(0.01)
+        behaviour = Reply()
+    if isinstance(behaviour, Reset):
+        request.transport.close()  # type: ignore[union-attr]
+        raise asyncio.CancelledError
+    if isinstance(behaviour, Fail):
+        headers = {"retry-after": behaviour.retry_after} if behaviour.retry_after else {}
+        return web.json_response({"error": {"message": behaviour.message, "type": "server_error",
+                                            "param": None, "code": None}},
+                                 status=behaviour.status, headers=headers)
+    reply = behaviour if isinstance(behaviour, Reply) else Reply()
+    if not body.get("stream"):
+        return web.json_response(completion(model, reply))
+    include = bool((body.get("stream_options") or {}).get("include_usage"))
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await resp.prepare(request)
+    events = stream_events(model, reply, include)
+    if isinstance(behaviour, Cut):
+        for ev in events[: behaviour.chunks]:
+            await resp.write(ev)
+        request.transport.close()  # type: ignore[union-attr]
+        return resp
+    for ev in events:
+        await resp.write(ev)
+    await resp.write_eof()
+    return resp
+
+
+async def _embeddings(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await request.json()
+    state.calls.append({"path": request.path, "headers": dict(request.headers), "json": body})
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    return web.json_response({
+        "object": "list", "model": body.get("model"),
+        "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                 for i, _ in enumerate(inputs)],
+        "usage": {"prompt_tokens": 4 * len(inputs), "total_tokens": 4 * len(inputs)}})
+
+
+def create_app(prefix: str = "/v1") -> web.Application:
+    app = web.Application()
+    app[STATE] = OpenAIState()
+    app.router.add_post(prefix + "/chat/completions", _chat)
+    app.router.add_post(prefix + "/embeddings", _embeddings)
+    return app
