@@ -203,7 +203,7 @@ class OpTest:
         if op == "$nin":
             return value is MISSING or not any(values_equal(value, x) for x in operand)
         if op == "$exists":
-            return (value is not MISSING) == operand
+            return bool((value is not MISSING) == operand)
         if op == "$regex":
             return isinstance(value, str) and self.pattern is not None and bool(
                 self.pattern.search(value))

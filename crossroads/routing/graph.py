@@ -26,6 +26,8 @@ Choices where Cloudflare's docs are silent, all enforced as InvalidRoute at pars
 * ``percentage`` has 1 to 5 outputs in total (``else`` included); a 0% branch is allowed.
   Our extension: ``properties.sticky`` (a field path such as ``"metadata.user_id"``) makes the
   split stable per value of that field (see ``plan``).
+* ``rate.limit`` is a whole number of requests for ``count`` (``100.0`` is read as 100) and
+  any positive number (USD, inferred) for ``cost``; ``window`` is seconds, any positive number.
 * ``model.timeout`` is milliseconds, an integer >= 0, 0 meaning no per-node timeout;
   ``retries`` is an integer 0..10 (extra tries after the first).
 """
@@ -205,6 +207,11 @@ def _parse_rate(eid: str, props: Mapping[str, Any],
         raise _fail(eid, "properties.key is required")
     key = _path(eid, "properties.key", props["key"])
     limit = _positive(eid, "properties.limit", props.get("limit"))
+    if limit_type == "count":
+        limit = _whole_number(limit) or 0
+        if limit <= 0:
+            raise _fail(eid, "properties.limit must be a whole number of requests for a count "
+                             "limit")
     if "window" in props and "interval" in props:
         raise _fail(eid, "properties.window and properties.interval are both set")
     where = "properties.interval" if "interval" in props else "properties.window"
@@ -214,6 +221,14 @@ def _parse_rate(eid: str, props: Mapping[str, Any],
         raise _fail(eid, 'properties.technique must be "sliding" or "fixed"')
     return Rate(eid, limit_type, key, limit, window, technique, ports["success"],
                 ports.get("fallback"))
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _parse_model(eid: str, props: Mapping[str, Any], ports: dict[str, str],
@@ -226,16 +241,14 @@ def _parse_model(eid: str, props: Mapping[str, Any], ports: dict[str, str],
     model = props.get("model")
     if not isinstance(model, str) or not model.strip():
         raise _fail(eid, "properties.model must be a non-empty string")
-    timeout = props.get("timeout")
-    integral = (isinstance(timeout, int) and not isinstance(timeout, bool)) or (
-        isinstance(timeout, float) and timeout.is_integer())
-    if not integral or timeout < 0:
+    timeout = _whole_number(props.get("timeout"))
+    if timeout is None or timeout < 0:
         raise _fail(eid, "properties.timeout must be an integer number of milliseconds >= 0")
     retries = props.get("retries")
     if isinstance(retries, bool) or not isinstance(retries, int) \
             or not 0 <= retries <= MAX_RETRIES:
         raise _fail(eid, f"properties.retries must be an integer from 0 to {MAX_RETRIES}")
-    return Model(eid, provider, model, int(timeout), retries, ports["success"],
+    return Model(eid, provider, model, timeout, retries, ports["success"],
                  ports.get("fallback"))
 
 

@@ -168,7 +168,9 @@ class RouteWalk:
                                f"{type(self._pending).__name__} {self._pending.element_id}")
         while self.finished is None and self._pending is None:
             self._advance()
-        return self.finished or self._pending  # type: ignore[return-value]
+        step: Step | None = self.finished or self._pending
+        assert step is not None
+        return step
 
     def _advance(self) -> None:
         self._steps_left -= 1

@@ -110,6 +110,13 @@ def test_percentage_else_takes_the_remainder_and_may_be_zero() -> None:
     assert g.element("p").branches[1].share == 0  # type: ignore[union-attr]
 
 
+def test_count_limits_are_whole_numbers_and_cost_limits_may_be_fractional() -> None:
+    g = parse([start("a"), rate("a", "b", limit=100.0), rate("b", "m1", limitType="cost",
+                                                             limit=2.5), model("m1"), end()])
+    assert g.element("a").limit == 100 and isinstance(g.element("a").limit, int)  # type: ignore
+    assert g.element("b").limit == 2.5  # type: ignore[union-attr]
+
+
 def test_custom_providers_are_decided_by_the_callback() -> None:
     elements = [start("m1"), model("m1", provider="custom-bedrock-qwen"), end()]
     assert parse(elements).element("m1").provider == "custom-bedrock-qwen"  # type: ignore
@@ -183,6 +190,7 @@ FIELD_ERRORS = [
     ("rl", "properties.limit", -5, 'rl": properties.limit must be a positive number'),
     ("rl", "properties.limit", "100", 'rl": properties.limit must be a positive number'),
     ("rl", "properties.limit", True, 'rl": properties.limit must be a positive number'),
+    ("rl", "properties.limit", 2.5, 'rl": properties.limit must be a whole number of requests'),
     ("rl", "properties.window", 0, 'rl": properties.window must be a positive number'),
     ("rl", "properties.window", DELETE, 'rl": properties.window must be a positive number'),
     ("rl", "properties.interval", 60, 'rl": properties.window and properties.interval'),
