@@ -146,7 +146,9 @@ def start_litellm(ctx: Context) -> procs.Server:
         str(LITELLM_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
         "--num_workers", "1",
     ]  # fmt: skip
+    master_key = "sk-bench-" + os.urandom(16).hex()  # auth on, like the gateway's
     env = {
+        "LITELLM_MASTER_KEY": master_key,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_LOG": "ERROR",
         "LITELLM_TELEMETRY": "False",
@@ -156,10 +158,11 @@ def start_litellm(ctx: Context) -> procs.Server:
     if not procs.wait_port(port, 120, server.proc):
         server.stop()
         raise Unavailable(f"litellm proxy did not listen: {server.log_tail(4)}")
+    server.extra["master_key"] = master_key
     return server
 
 
 def litellm_targets(server: procs.Server) -> dict[str, Target]:
     url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
-    headers = {"Authorization": "Bearer sk-bench"}
+    headers = {"Authorization": f"Bearer {server.extra['master_key']}"}
     return {"openai-json": Target(url, chat_body(OPENAI_MODEL), headers)}
