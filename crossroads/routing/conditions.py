@@ -73,7 +73,7 @@ class FieldPath:
             return _header(ctx.get("headers"), self.parts[1])
         current: Any = ctx
         for part in self.parts:
-            if isinstance(current, Mapping):
+            if type(current) is dict or isinstance(current, Mapping):
                 current = current.get(part, MISSING)
             elif isinstance(current, Sequence) and not isinstance(current, str | bytes):
                 current = _index(current, part)
@@ -85,7 +85,7 @@ class FieldPath:
 
 
 def _header(headers: Any, name: str) -> Any:
-    if not isinstance(headers, Mapping):
+    if type(headers) is not dict and not isinstance(headers, Mapping):
         return MISSING
     value = headers.get(name, MISSING)
     if value is MISSING:
@@ -121,7 +121,14 @@ def parse_path(text: Any) -> FieldPath:
 # ---------------------------------------------------------------- value comparisons
 
 
+_SIMPLE_KINDS = {int: "num", float: "num", str: "str", bool: "bool", type(None): "NoneType",
+                 dict: "map", list: "list"}
+
+
 def _is_num(value: Any) -> bool:
+    cls = type(value)
+    if cls is int or cls is float:
+        return True
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -134,6 +141,9 @@ def _as_number(text: str) -> int | float | None:
 
 
 def _kind(value: Any) -> str:
+    simple = _SIMPLE_KINDS.get(type(value))
+    if simple is not None:
+        return simple
     if _is_num(value):
         return "num"
     if isinstance(value, Mapping):
@@ -228,7 +238,10 @@ class FieldExpr:
     def evaluate(self, ctx: Mapping[str, Any], notes: list[str] | None, depth: int = 0) -> bool:
         value = self.path.resolve(ctx)
         if notes is None:
-            return all(t.test(value) for t in self.tests)
+            for t in self.tests:
+                if not t.test(value):
+                    return False
+            return True
         shown = "is missing" if value is MISSING else f"= {_show(value)}"
         results = []
         for t in self.tests:
@@ -248,11 +261,13 @@ class LogicExpr:
 
     def evaluate(self, ctx: Mapping[str, Any], notes: list[str] | None, depth: int = 0) -> bool:
         if notes is None:
-            if self.op == "$and":
-                return all(i.evaluate(ctx, None) for i in self.items)
-            if self.op == "$or":
-                return any(i.evaluate(ctx, None) for i in self.items)
-            return not self.items[0].evaluate(ctx, None)
+            if self.op == "$not":
+                return not self.items[0].evaluate(ctx, None)
+            wanted = self.op == "$or"  # the result that short-circuits
+            for item in self.items:
+                if item.evaluate(ctx, None) is wanted:
+                    return wanted
+            return not wanted
         if self.implicit:
             return all([i.evaluate(ctx, notes, depth) for i in self.items])
         at = len(notes)

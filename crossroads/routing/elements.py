@@ -114,14 +114,13 @@ class RouteGraph:
     elements: tuple[Element, ...]
     name: str = ""
     version: str | int | None = None
+    start: str = field(init=False, repr=False, compare=False)
     _by_id: Mapping[str, Element] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {e.id: e for e in self.elements})
-
-    @property
-    def start(self) -> str:
-        return next(e.id for e in self.elements if isinstance(e, Start))
+        starts = [e.id for e in self.elements if isinstance(e, Start)]
+        object.__setattr__(self, "start", starts[0] if starts else "")
 
     def element(self, element_id: str) -> Element:
         return self._by_id[element_id]

@@ -178,22 +178,30 @@ class RouteWalk:
             raise GatewayError(f"{route_label(self.graph)}: walk exceeded its step limit")
         element = self.graph.element(self._current)
         self.path.append(element.id)
-        if isinstance(element, Start):
-            self._go(element.id, "next", "entry point", element.next)
-        elif isinstance(element, Conditional):
+        kind = element.kind
+        if kind == "conditional":
+            assert isinstance(element, Conditional)
             hit = element.matcher.match(self.ctx)
             reason = "conditions matched" if hit else "conditions did not match"
-            self._go(element.id, str(hit).lower(), reason, element.true if hit else element.false)
-        elif isinstance(element, Percentage):
-            self._split(element)
-        elif isinstance(element, Rate):
+            self._go(element.id, "true" if hit else "false", reason,
+                     element.true if hit else element.false)
+        elif kind == "model":
+            assert isinstance(element, Model)
+            self._pending = CallModel(element.id, element.provider, element.model,
+                                      element.timeout_ms, element.retries)
+        elif kind == "rate":
+            assert isinstance(element, Rate)
             self._pending = CheckLimit(
                 element.id, element.limit_type, self._bucket(element), element.limit,
                 element.window, element.technique)
-        elif isinstance(element, Model):
-            self._pending = CallModel(element.id, element.provider, element.model,
-                                      element.timeout_ms, element.retries)
-        elif isinstance(element, End):
+        elif kind == "percentage":
+            assert isinstance(element, Percentage)
+            self._split(element)
+        elif kind == "start":
+            assert isinstance(element, Start)
+            self._go(element.id, "next", "entry point", element.next)
+        else:
+            assert isinstance(element, End)
             self._end(element)
 
     def _go(self, element_id: str, outcome: str, reason: str, target: str | None) -> None:
@@ -211,7 +219,7 @@ class RouteWalk:
             u = sticky_fraction(element.id, value)
             how = f"sticky {element.sticky.text} → {u:.4f}"  # type: ignore[union-attr]
         branch = pick_branch(element, u)
-        self._go(element.id, branch.label, f"{how} falls in the {branch.share:f}% branch",
+        self._go(element.id, branch.label, f"{how} falls in branch {branch.label}",
                  branch.target)
 
     def _bucket(self, element: Rate) -> str:

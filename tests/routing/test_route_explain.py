@@ -35,7 +35,7 @@ def test_explain_with_a_draw_follows_one_path_with_reasons() -> None:
     assert by_id["c"]["tests"] == ['metadata.plan = "free" ($eq "free") → true']
     assert by_id["c"]["conditions"] == {"metadata.plan": "free"} and by_id["c"]["next"] == "p"
     assert by_id["p"]["outcome"] == "30%" and by_id["p"]["next"] == "m2"
-    assert by_id["p"]["reason"] == "draw 0.8000 falls in the 30% branch"
+    assert by_id["p"]["reason"] == "draw 0.8000 falls in branch 30%"
     assert by_id["p"]["branches"] == [
         {"label": "70%", "share": 70.0, "range": [0.0, 0.7], "target": "m1"},
         {"label": "30%", "share": 30.0, "range": [0.7, 1.0], "target": "m2"}]

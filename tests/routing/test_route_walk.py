@@ -90,7 +90,7 @@ def test_draw_picks_by_cumulative_range_in_declared_order(u: float, branch: str)
     walk = run(SPLIT, {}, draw=lambda: u)
     assert walk.path[2] == branch
     assert walk.trace[1].outcome == ("70%" if branch == "a" else "30%")
-    assert walk.trace[1].reason.startswith(f"draw {u:.4f} falls in the")
+    assert walk.trace[1].reason.startswith(f"draw {u:.4f} falls in branch ")
 
 
 @given(st.floats(0, 1, exclude_max=True))
