@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from openai import ContentFilterFinishReasonError
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from standins.fixtures import FIXTURES, load_stream
@@ -66,7 +67,9 @@ def sse_payloads(data: bytes) -> list[bytes]:
 class Streamed:
     chunks: list[ChatCompletionChunk]  # every chunk, validated by the SDK's own type
     done: bool  # the stream ended with data: [DONE]
-    final: ChatCompletion  # what the SDK's own stream accumulator builds from the chunks
+    # what the SDK's own stream accumulator builds from the chunks (None: the SDK refuses to
+    # build one because the answer ended with finish_reason "content_filter")
+    final: ChatCompletion | None
 
 
 def read_stream(data: bytes, tools: list[dict[str, Any]] | None = None) -> Streamed:
@@ -78,7 +81,11 @@ def read_stream(data: bytes, tools: list[dict[str, Any]] | None = None) -> Strea
     state = ChatCompletionStreamState(input_tools=tools) if tools else ChatCompletionStreamState()
     for chunk in chunks:
         state.handle_chunk(chunk)
-    return Streamed(chunks, done, state.get_final_completion())
+    try:
+        final: ChatCompletion | None = state.get_final_completion()
+    except ContentFilterFinishReasonError:
+        final = None
+    return Streamed(chunks, done, final)
 
 
 def run_stream(kind: str, scenario: str, include_usage: bool = True,
