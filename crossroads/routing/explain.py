@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from crossroads.errors import BadRequest
 from crossroads.routing.conditions import explain_condition
 from crossroads.routing.elements import Conditional, Model, Percentage, Rate, RouteGraph
 from crossroads.routing.plan import CheckLimit, Finish, RouteWalk, TraceEntry
@@ -50,13 +51,33 @@ def explain(graph: RouteGraph, ctx: Mapping[str, Any], *,
     ``draw`` is one number used for every split, or a callable, or None (each split then lists
     all its branches). Rate elements are admitted and models succeed unless ``limits`` /
     ``models`` (element id -> bool) say otherwise. Uses ``RouteWalk`` itself, so the dry run
-    cannot disagree with the real walk.
+    cannot disagree with the real walk. Inputs usually come from an API body, so they are
+    checked: a bad ``draw``, a non-boolean result or an unknown element id raises BadRequest.
     """
-    dry = _DryRun(graph, ctx, limits or {}, models or {})
+    dry = _DryRun(graph, ctx, _results(graph, "limits", limits, Rate),
+                  _results(graph, "models", models, Model))
     if draw is None:
         return dry.run([])
-    fixed = draw
-    return dry.run([], draw=fixed if callable(fixed) else (lambda: fixed))
+    if callable(draw):
+        return dry.run([], draw=draw)
+    if isinstance(draw, bool) or not isinstance(draw, int | float) or not 0 <= draw < 1:
+        raise BadRequest(f"draw must be a number in [0, 1), got {draw!r}")
+    fixed = float(draw)
+    return dry.run([], draw=lambda: fixed)
+
+
+def _results(graph: RouteGraph, name: str, given: Mapping[str, bool] | None,
+             kind: type[Rate] | type[Model]) -> Mapping[str, bool]:
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise BadRequest(f"{name} must be an object of element id -> true/false")
+    for eid, value in given.items():
+        if eid not in graph or not isinstance(graph.element(eid), kind):
+            raise BadRequest(f'{name}: "{eid}" is not a {kind.kind} element of the route')
+        if not isinstance(value, bool):
+            raise BadRequest(f'{name}: "{eid}" must be true or false, got {value!r}')
+    return given
 
 
 class _DryRun:

@@ -6,10 +6,12 @@ import json
 import random
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from route_builders import cond, end, model, parse, pct, rate, start
 
+from crossroads.errors import BadRequest
 from crossroads.routing.explain import Explanation, explain
 from crossroads.routing.plan import CheckLimit, Finish, RouteWalk
 
@@ -126,3 +128,22 @@ def test_many_random_draws_cover_both_branches() -> None:
     paths = {explain(ROUTE, {"metadata": {"plan": "free"}}, draw=rng.random()).path[3]
              for _ in range(50)}
     assert paths == {"m1", "m2"}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"draw": 1.0}, "draw must be a number in \\[0, 1\\), got 1.0"),
+    ({"draw": "0.5"}, "draw must be a number"),
+    ({"draw": True}, "draw must be a number"),
+    ({"limits": {"m1": False}}, 'limits: "m1" is not a rate element'),
+    ({"models": {"nope": False}}, 'models: "nope" is not a model element'),
+    ({"models": {"m1": "no"}}, 'models: "m1" must be true or false'),
+    ({"limits": ["rl"]}, "limits must be an object"),
+])
+def test_bad_inputs_from_an_api_body_are_bad_requests(kwargs: dict[str, Any],
+                                                      message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        explain(ROUTE, {}, **kwargs)
+
+
+def test_integer_zero_draw_is_accepted() -> None:
+    assert explain(ROUTE, {"metadata": {"plan": "free"}}, draw=0).path[3] == "m1"
