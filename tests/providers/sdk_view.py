@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from openai import ContentFilterFinishReasonError
+from openai import ContentFilterFinishReasonError, LengthFinishReasonError
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from standins.fixtures import FIXTURES, load_stream
@@ -68,7 +68,7 @@ class Streamed:
     chunks: list[ChatCompletionChunk]  # every chunk, validated by the SDK's own type
     done: bool  # the stream ended with data: [DONE]
     # what the SDK's own stream accumulator builds from the chunks (None: the SDK refuses to
-    # build one because the answer ended with finish_reason "content_filter")
+    # build one because the answer ended with finish_reason "content_filter" or "length")
     final: ChatCompletion | None
 
 
@@ -83,7 +83,7 @@ def read_stream(data: bytes, tools: list[dict[str, Any]] | None = None) -> Strea
         state.handle_chunk(chunk)
     try:
         final: ChatCompletion | None = state.get_final_completion()
-    except ContentFilterFinishReasonError:
+    except (ContentFilterFinishReasonError, LengthFinishReasonError):
         final = None
     return Streamed(chunks, done, final)
 
