@@ -114,6 +114,7 @@ class Call:
     id: str
     name: str
     arguments: Any  # parsed JSON
+    extra_content: dict[str, Any] | None = None  # echoed provider data (see openai_wire)
 
 
 def tool_calls(msg: dict[str, Any], provider: str) -> list[Call]:
@@ -122,8 +123,10 @@ def tool_calls(msg: dict[str, Any], provider: str) -> list[Call]:
         if tc.get("type", "function") != "function":
             raise unsupported("tool_calls[].type", provider, str(tc.get("type")))
         fn = tc.get("function") or {}
+        extra = tc.get("extra_content")
         out.append(Call(str(tc.get("id") or ""), str(fn.get("name") or ""),
-                        parse_arguments(fn.get("arguments"))))
+                        parse_arguments(fn.get("arguments")),
+                        extra if isinstance(extra, dict) else None))
     if msg.get("function_call"):
         raise unsupported("function_call", provider, "use tool_calls")
     return out

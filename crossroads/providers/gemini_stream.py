@@ -46,6 +46,13 @@ def _call_id(new_id: IdFactory) -> str:
     return "call_" + new_id()
 
 
+def signature_extra(part: dict[str, Any]) -> dict[str, Any] | None:
+    """Gemini's thought signature on a functionCall part, in the OpenAI-format carrier Google
+    documents (``extra_content.google.thought_signature``); clients echo it back."""
+    sig = part.get("thoughtSignature")
+    return {"google": {"thought_signature": sig}} if sig else None
+
+
 def choices_from(obj: dict[str, Any], new_id: IdFactory) -> list[Choice]:
     candidates = obj.get("candidates") or []
     if not candidates:
@@ -59,7 +66,7 @@ def choices_from(obj: dict[str, Any], new_id: IdFactory) -> list[Choice]:
             if "functionCall" in part:
                 fc = part["functionCall"] or {}
                 calls.append(ToolCall(_call_id(new_id), str(fc.get("name")),
-                                      dumps_args(fc.get("args"))))
+                                      dumps_args(fc.get("args")), signature_extra(part)))
             elif part.get("thought"):
                 thoughts.append(part.get("text") or "")
             elif "text" in part:
@@ -127,7 +134,7 @@ class GeminiStream:
                 fc = part["functionCall"] or {}
                 out.append(self._w.tool_start(self._tools[index], _call_id(self._new_id),
                                               str(fc.get("name")), dumps_args(fc.get("args")),
-                                              index))
+                                              index, signature_extra(part)))
                 self._tools[index] += 1
             elif part.get("thought"):
                 out.append(self._w.reasoning(part.get("text") or "", index))

@@ -70,6 +70,14 @@ def _function_response(m: dict[str, Any], names: dict[str, str],
     return {"functionResponse": {"name": names[call_id], "response": response}}
 
 
+def _function_call(call: cn.Call) -> dict[str, Any]:
+    part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.arguments}}
+    sig = ((call.extra_content or {}).get("google") or {}).get("thought_signature")
+    if sig:
+        part["thoughtSignature"] = sig
+    return part
+
+
 def _add(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any]]) -> None:
     if not parts:
         return
@@ -97,7 +105,7 @@ def translate_messages(msgs: list[dict[str, Any]],
             parts: list[dict[str, Any]] = [{"text": text}] if text else []
             for call in cn.tool_calls(m, provider):
                 names[call.id] = call.name
-                parts.append({"functionCall": {"name": call.name, "args": call.arguments}})
+                parts.append(_function_call(call))
             _add(contents, "model", parts)
         elif role == "tool":
             _add(contents, "user", [_function_response(m, names, provider)])

@@ -45,6 +45,17 @@ class ToolCall:
     id: str
     name: str
     arguments: str  # JSON text
+    # provider data the client must echo back with the call (Google's documented OpenAI-format
+    # carrier for Gemini thought signatures: {"google": {"thought_signature": ...}})
+    extra_content: dict[str, Any] | None = None
+
+
+def tool_call_json(t: ToolCall) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": t.id, "type": "function",
+                           "function": {"name": t.name, "arguments": t.arguments}}
+    if t.extra_content:
+        out["extra_content"] = t.extra_content
+    return out
 
 
 @dataclass(slots=True)
@@ -61,10 +72,7 @@ class Choice:
 def message_json(c: Choice) -> dict[str, Any]:
     msg: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
     if c.tool_calls:
-        msg["tool_calls"] = [
-            {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
-            for t in c.tool_calls
-        ]
+        msg["tool_calls"] = [tool_call_json(t) for t in c.tool_calls]
     if c.reasoning:
         msg["reasoning_content"] = c.reasoning
     return msg
@@ -171,9 +179,9 @@ class ChunkWriter:
         return self._delta({"reasoning_content": text}, index) if text else b""
 
     def tool_start(self, tool_index: int, call_id: str, name: str, arguments: str = "",
-                   index: int = 0) -> bytes:
-        call = {"index": tool_index, "id": call_id, "type": "function",
-                "function": {"name": name, "arguments": arguments}}
+                   index: int = 0, extra_content: dict[str, Any] | None = None) -> bytes:
+        call = {"index": tool_index,
+                **tool_call_json(ToolCall(call_id, name, arguments, extra_content))}
         return self._delta({"tool_calls": [call]}, index)
 
     def tool_args(self, tool_index: int, arguments: str, index: int = 0) -> bytes:

@@ -271,3 +271,23 @@ def test_vertex_native_request_sets_minted_token() -> None:
     passthrough = adapter(VERTEX).native_request("POST", path, "", {"Authorization": "Bearer c"},
                                                  b"{}", None, BASE)
     assert passthrough.headers["authorization"] == "Bearer c"
+
+
+def test_thought_signature_round_trips_through_the_openai_sdk() -> None:
+    parsed = adapter(STUDIO).chat_response(fixture(STUDIO, "signed_tool_call.json"), "g")
+    comp = ChatCompletion.model_validate(orjson.loads(parsed.body))
+    assert parsed.usage == Usage(60, 58)
+    echoed = comp.choices[0].message.model_dump(exclude_none=True)  # what a client sends back
+    (call,) = echoed["tool_calls"]
+    sig = "CiQBVKhc7vB+9+kZzCqF2ZrkKOq2lrOX1S7jFQfnWcYCn0ALyx0="
+    assert call["extra_content"] == {"google": {"thought_signature": sig}}
+    msgs = [USER, echoed, {"role": "tool", "tool_call_id": call["id"], "content": "18C"}]
+    _, out = build({"messages": msgs, "tools": [WEATHER_TOOL]})
+    assert out["contents"][1]["parts"] == [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+         "thoughtSignature": sig}]
+    tr = adapter(STUDIO).chat_stream("g", True)
+    out_sse = tr.feed(encode(fixture(STUDIO, "signed_tool_call.json").replace(b"\n", b"")))
+    s = read_stream(out_sse + tr.close(), [WEATHER_TOOL])
+    starts = [tc for c in s.chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert starts[0].model_extra["extra_content"]["google"]["thought_signature"] == sig
