@@ -26,6 +26,7 @@ class LogWriter:
         self.dropped = 0
         self.written = 0
         self.failing = False
+        self._busy = False
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def put(self, record: dict[str, Any]) -> None:
@@ -51,11 +52,15 @@ class LogWriter:
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
-            batch = [first]
-            await asyncio.sleep(self._interval)
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._write(batch)
+            self._busy = True
+            try:
+                batch = [first]
+                await asyncio.sleep(self._interval)
+                while len(batch) < self._batch_size and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                await self._write(batch)
+            finally:
+                self._busy = False
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
         delay = 0.2
@@ -77,23 +82,26 @@ class LogWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Write everything queued (used at shutdown and by tests)."""
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written (shutdown, tests)."""
         try:
             async with asyncio.timeout(timeout):
-                while not self._queue.empty():
-                    batch = []
-                    while len(batch) < self._batch_size and not self._queue.empty():
-                        batch.append(self._queue.get_nowait())
-                    await self._write(batch)
+                while self._busy or not self._queue.empty():
+                    if self._task is None or self._task.done():
+                        batch = []
+                        while len(batch) < self._batch_size and not self._queue.empty():
+                            batch.append(self._queue.get_nowait())
+                        await self._write(batch)
+                    else:
+                        await asyncio.sleep(0.005)
         except TimeoutError:
-            log.warning("shutdown: %d log records not written", self._queue.qsize())
+            log.warning("%d log records not written yet", self._queue.qsize())
 
     async def stop(self) -> None:
+        await self.drain()
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        await self.drain()

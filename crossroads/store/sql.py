@@ -266,7 +266,16 @@ class SQLStore:
             await self.bump_epoch(c)
 
     # -- logs (writes come from the batch writer) ------------------------------------------
+    _LOG_COLUMNS = tuple(c.name for c in t.logs.c)
+
     async def insert_logs(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One multi-row insert; every row gets every column (executemany needs one shape)."""
         if rows:
+            cols = self._LOG_COLUMNS
+            full = [{c: r.get(c) for c in cols} for r in rows]
+            for r in full:
+                r["cached"] = bool(r["cached"])
+                r["custom_cost"] = bool(r["custom_cost"])
+                r["duration"] = r["duration"] or 0
             async with self.engine.begin() as c:
-                await c.execute(t.logs.insert(), list(rows))
+                await c.execute(t.logs.insert(), full)
