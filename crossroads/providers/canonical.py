@@ -21,7 +21,7 @@ BASE_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
 # a field set to one of these values asks for nothing and may be left out
 _NEUTRAL: dict[str, Any] = {"n": 1, "logprobs": False, "frequency_penalty": 0,
                             "presence_penalty": 0, "store": False, "parallel_tool_calls": True,
-                            "stream": False}
+                            "stream": False, "modalities": ["text"], "service_tier": "auto"}
 
 
 def check_fields(body: dict[str, Any], supported: frozenset[str], provider: str) -> None:

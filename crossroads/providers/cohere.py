@@ -65,7 +65,7 @@ def _assistant(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def translate_messages(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for m in msgs:
         role = m.get("role")
         if role in ("system", "developer"):

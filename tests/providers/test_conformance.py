@@ -61,8 +61,7 @@ def test_system_prompt(kind: str) -> None:
                          ASK]}
     req, v = request(kind, body)
     assert req.method == "POST"
-    assert v.system.replace("You are terse. Be nice.", "") in ("", "\n")
-    assert "terse" in v.system and "nice" in v.system
+    assert v.system == "You are terse. Be nice."
     assert [role for role, _ in v.turns] == ["user"]
     assert items(v, "text") == [("text", ASK["content"])]
 
