@@ -65,8 +65,21 @@ def _blocks(content: Any, role: str) -> list[dict[str, Any]]:
     return out
 
 
+def thinking_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
+    """Signed thinking blocks a client echoed back in ``extra_content.anthropic``; Anthropic
+    needs them before the tool_use blocks of a turn when extended thinking is on."""
+    extra = m.get("extra_content")
+    blocks = ((extra or {}).get("anthropic") or {}).get("thinking_blocks") if isinstance(
+        extra, dict) else None
+    out = []
+    for b in blocks or []:
+        if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking"):
+            out.append({k: v for k, v in b.items() if k != "index"})
+    return out
+
+
 def _assistant_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
-    out = _blocks(m.get("content"), "assistant")
+    out = thinking_blocks(m) + _blocks(m.get("content"), "assistant")
     for call in cn.tool_calls(m, PROVIDER):
         args = call.arguments if isinstance(call.arguments, dict) else {"value": call.arguments}
         out.append({"type": "tool_use", "id": call.id, "name": call.name, "input": args})
@@ -165,20 +178,29 @@ def build_body(body: dict[str, Any], model: str) -> dict[str, Any]:
     return out
 
 
+def _signed(block: dict[str, Any], index: int) -> dict[str, Any]:
+    if block.get("type") == "redacted_thinking":
+        return {"index": index, "type": "redacted_thinking", "data": block.get("data")}
+    return {"index": index, "type": "thinking", "thinking": block.get("thinking") or "",
+            "signature": block.get("signature") or ""}
+
+
 def choice_from(content: list[dict[str, Any]], stop_reason: str | None) -> Choice:
-    texts, thoughts, calls = [], [], []
+    texts, thoughts, calls, signed = [], [], [], []
     for block in content:
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text") or "")
-        elif kind == "thinking":
+        elif kind in ("thinking", "redacted_thinking"):
             thoughts.append(block.get("thinking") or "")
+            signed.append(_signed(block, len(signed)))
         elif kind == "tool_use":
             calls.append(ToolCall(str(block.get("id")), str(block.get("name")),
                                   dumps_args(block.get("input"))))
     finish = FINISH.get(stop_reason or "", "stop")
+    extra = {"anthropic": {"thinking_blocks": signed}} if signed else None
     return Choice(finish, "".join(texts) if texts or not calls else None,
-                  "".join(thoughts) or None, calls)
+                  "".join(thoughts) or None, calls, extra_content=extra)
 
 
 class AnthropicStream:
@@ -191,6 +213,7 @@ class AnthropicStream:
         self._w = ChunkWriter("msg", model, created, include_usage)
         self._tool_of_block: dict[int, int] = {}
         self._raw_usage: dict[str, Any] = {}
+        self._thinking: dict[int, dict[str, Any]] = {}  # block index -> block being streamed
 
     def feed(self, data: bytes) -> bytes:
         return b"".join(self._event(ev.data) for ev in self._dec.feed(data))
@@ -228,7 +251,8 @@ class AnthropicStream:
         kind = block.get("type")
         if kind == "text":
             return self._w.text(block.get("text") or "")
-        if kind == "thinking":
+        if kind in ("thinking", "redacted_thinking"):
+            self._thinking[int(obj.get("index") or 0)] = dict(block)
             return self._w.reasoning(block.get("thinking") or "")
         if kind == "tool_use":
             tool_index = len(self._tool_of_block)
@@ -243,14 +267,26 @@ class AnthropicStream:
         kind = delta.get("type")
         if kind == "text_delta":
             return self._w.text(delta.get("text") or "")
-        if kind == "thinking_delta":
+        if kind in ("thinking_delta", "signature_delta"):
+            block = self._thinking.get(int(obj.get("index") or 0))
+            if block is None:
+                raise UpstreamProtocolError("anthropic sent thinking for an unknown block")
+            field = kind.split("_")[0]
+            block[field] = (block.get(field) or "") + (delta.get(field) or "")
             return self._w.reasoning(delta.get("thinking") or "")
         if kind == "input_json_delta":
             tool_index = self._tool_of_block.get(int(obj.get("index") or 0))
             if tool_index is None:
                 raise UpstreamProtocolError("anthropic sent tool input for an unknown block")
             return self._w.tool_args(tool_index, delta.get("partial_json") or "")
-        return b""  # signature_delta, citations_delta: nothing to show
+        return b""  # citations_delta: nothing to show
+
+    def _block_stop(self, obj: dict[str, Any]) -> bytes:
+        block = self._thinking.get(int(obj.get("index") or 0))
+        if block is None:
+            return b""
+        signed = _signed(block, list(self._thinking).index(int(obj.get("index") or 0)))
+        return self._w.extra({"anthropic": {"thinking_blocks": [signed]}})
 
     def _message_delta(self, obj: dict[str, Any]) -> bytes:
         self._raw_usage.update({k: v for k, v in (obj.get("usage") or {}).items()
@@ -269,6 +305,7 @@ _HANDLERS: dict[str, Callable[[AnthropicStream, dict[str, Any]], bytes]] = {
     "message_start": AnthropicStream._message_start,
     "content_block_start": AnthropicStream._block_start,
     "content_block_delta": AnthropicStream._block_delta,
+    "content_block_stop": AnthropicStream._block_stop,
     "message_delta": AnthropicStream._message_delta,
     "message_stop": AnthropicStream._message_stop,
 }

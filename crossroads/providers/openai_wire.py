@@ -67,6 +67,7 @@ class Choice:
     reasoning: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     index: int = 0
+    extra_content: dict[str, Any] | None = None  # provider data the client echoes back
 
 
 def message_json(c: Choice) -> dict[str, Any]:
@@ -75,6 +76,8 @@ def message_json(c: Choice) -> dict[str, Any]:
         msg["tool_calls"] = [tool_call_json(t) for t in c.tool_calls]
     if c.reasoning:
         msg["reasoning_content"] = c.reasoning
+    if c.extra_content:
+        msg["extra_content"] = c.extra_content
     return msg
 
 
@@ -183,6 +186,11 @@ class ChunkWriter:
         call = {"index": tool_index,
                 **tool_call_json(ToolCall(call_id, name, arguments, extra_content))}
         return self._delta({"tool_calls": [call]}, index)
+
+    def extra(self, content: dict[str, Any], index: int = 0) -> bytes:
+        """Provider data for the message (``extra_content``); the SDK's stream accumulator
+        merges dicts and index-keyed lists."""
+        return self._delta({"extra_content": content}, index)
 
     def tool_args(self, tool_index: int, arguments: str, index: int = 0) -> bytes:
         if not arguments:

@@ -255,3 +255,24 @@ def test_native_observer_reads_usage_from_stream_and_json() -> None:
 def test_embeddings_are_unsupported() -> None:
     with pytest.raises(UnsupportedFeature, match="anthropic"):
         adapter(KIND).embeddings_request({"input": "x"}, "m", None, BASE)
+
+
+def test_signed_thinking_blocks_survive_the_openai_round_trip() -> None:
+    parsed = adapter(KIND).chat_response(fixture(KIND, "cached_thinking.json"), "claude-x")
+    message = ChatCompletion.model_validate(orjson.loads(parsed.body)).choices[0].message
+    blocks = message.model_extra["extra_content"]["anthropic"]["thinking_blocks"]
+    assert blocks == [{"index": 0, "type": "thinking",
+                       "thinking": "The user asks for the capital of France. That is Paris.",
+                       "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}]
+    tr = adapter(KIND).chat_stream("claude-x", True)
+    s = read_stream(tr.feed(stream_fixture(KIND, "cached_thinking")) + tr.close())
+    streamed = s.final.choices[0].message.model_extra["extra_content"]
+    assert streamed == {"anthropic": {"thinking_blocks": blocks}}
+    echoed = message.model_dump(exclude_none=True)
+    echoed["tool_calls"] = [{"id": "toolu_9", "type": "function",
+                             "function": {"name": "get_weather", "arguments": "{}"}}]
+    out, _ = build({"messages": [{"role": "user", "content": "x"}, echoed],
+                    "reasoning_effort": "low"})
+    assistant = out["messages"][1]["content"]
+    assert [b["type"] for b in assistant] == ["thinking", "text", "tool_use"]
+    assert assistant[0] == {k: v for k, v in blocks[0].items() if k != "index"}
