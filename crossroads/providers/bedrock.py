@@ -189,6 +189,11 @@ class BedrockProvider:
         self._clock = clock
         self._new_id = new_id
 
+    async def prepare_credentials(self, creds: Credentials, session: Any,
+                                  clock: Any) -> Credentials:
+        """The async step before a request: fix the SigV4 signing time from ``clock.now()``."""
+        return Credentials(creds.secret, {**creds.options, "now": clock.now()})
+
     def _credentials(self, creds: Credentials | None, caller_auth: str | None) -> Credentials:
         if creds is not None:
             return creds

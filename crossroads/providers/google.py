@@ -28,6 +28,7 @@ from crossroads.providers.openai_wire import (
     random_id,
     status_error_type,
 )
+from crossroads.providers.vertex_auth import VertexTokenCache
 
 __all__ = ["FINISH", "GoogleAIStudioProvider", "VertexAIProvider", "build_body", "usage_from"]
 
@@ -282,23 +283,27 @@ class GoogleAIStudioProvider(_GeminiBase):
         return "x-goog-api-key" in {k.lower() for k in headers}
 
 
-def vertex_settings(creds: Credentials) -> tuple[str, str, str]:
-    """(project, region, access token) from Vertex credentials."""
-    try:
-        sa = orjson.loads(creds.secret)
-    except orjson.JSONDecodeError as exc:
-        raise MissingProviderKey("google-vertex-ai credentials must be service-account JSON") \
-            from exc
+def vertex_settings(creds: Credentials, need_project: bool = True) -> tuple[str, str, str]:
+    """(project, region, access token) from Vertex credentials: service-account JSON (whose
+    token ``prepare_credentials`` minted into ``options["access_token"]``) or a bare access
+    token (project and region then come from ``options``)."""
+    secret = creds.secret.strip()
+    sa: Any = {}
+    if secret.startswith("{"):
+        try:
+            sa = orjson.loads(secret)
+        except orjson.JSONDecodeError as exc:
+            raise MissingProviderKey("google-vertex-ai key is not valid JSON") from exc
     if not isinstance(sa, dict):
-        raise MissingProviderKey("google-vertex-ai credentials must be service-account JSON")
-    project = creds.options.get("project") or sa.get("project_id")
+        raise MissingProviderKey("google-vertex-ai key must be service-account JSON")
+    project = creds.options.get("project") or sa.get("project_id") or ""
     region = creds.options.get("region") or sa.get("region") or "us-central1"
-    token = creds.options.get("access_token")
-    if not project:
-        raise MissingProviderKey("google-vertex-ai service account JSON has no project_id")
+    token = creds.options.get("access_token") or (secret if not sa else None)
+    if need_project and not project:
+        raise MissingProviderKey("google-vertex-ai credentials name no project (project_id)")
     if not token:
         raise MissingProviderKey("google-vertex-ai: no access token was minted for the "
-                                 "service account (options['access_token'])")
+                                 "service account (call prepare_credentials first)")
     return str(project), str(region), str(token)
 
 
@@ -320,6 +325,20 @@ def _vertex_model(model: str, provider: str) -> str:
 
 
 class VertexAIProvider(_GeminiBase):
+    def __init__(self, spec: ProviderSpec, clock: Callable[[], float] = time.time,
+                 new_id: IdFactory = random_id) -> None:
+        super().__init__(spec, clock, new_id)
+        self._tokens = VertexTokenCache()  # access tokens by service account, per adapter
+
+    async def prepare_credentials(self, creds: Credentials, session: Any,
+                                  clock: Any) -> Credentials:
+        """The async step before ``chat_request`` / ``native_request``: mint (or reuse) the
+        service account's access token. ``clock.now()`` gives the time."""
+        if creds.options.get("access_token") or not creds.secret.lstrip().startswith("{"):
+            return creds
+        token = await self._tokens.access_token(creds.secret, session, clock.now)
+        return Credentials(creds.secret, {**creds.options, "access_token": token})
+
     def chat_request(self, body: dict[str, Any], model: str, creds: Credentials | None,
                      base_url: str, caller_auth: str | None = None) -> UpstreamRequest:
         if creds is None:
@@ -347,7 +366,7 @@ class VertexAIProvider(_GeminiBase):
                        base_url: str) -> UpstreamRequest:
         out = {k.lower(): v for k, v in headers.items()}
         if creds is not None:
-            _, region, token = vertex_settings(creds)
+            _, region, token = vertex_settings(creds, need_project=False)
             out["authorization"] = "Bearer " + token
             base_url = vertex_base(base_url, region)
         return UpstreamRequest(method, self._native_url(base_url, path, query), out, body,

@@ -274,3 +274,15 @@ def test_native_observer_converse_stream_and_invoke() -> None:
     obs.feed(encode_event("chunk", orjson.dumps({"bytes": base64.b64encode(inner).decode()})))
     obs.close()
     assert obs.usage == Usage(11, 5)
+
+
+async def test_prepare_credentials_fixes_the_signing_time() -> None:
+    class Clock:
+        def now(self) -> float:
+            return 1_600_000_000.0
+
+    stored = Credentials(orjson.dumps(AWS).decode())
+    ready = await adapter(KIND).prepare_credentials(stored, None, Clock())
+    assert ready.options["now"] == 1_600_000_000.0 and "now" not in stored.options
+    req = adapter(KIND).chat_request({"messages": [USER]}, "m", ready, BASE)
+    assert req.headers["x-amz-date"] == "20200913T122640Z"

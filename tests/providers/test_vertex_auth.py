@@ -88,3 +88,36 @@ async def test_token_endpoint_rejection_passes_through(key: rsa.RSAPrivateKey) -
         with pytest.raises(ProviderHTTPError) as info:
             await vertex_access_token(sa, session, lambda: 0.0)
         assert info.value.status == 404
+
+
+class FixedClock:
+    def __init__(self, now: float) -> None:
+        self.value = now
+
+    def now(self) -> float:
+        return self.value
+
+
+async def test_adapter_prepare_credentials_mints_once_then_builds_requests(
+        key: rsa.RSAPrivateKey) -> None:
+    from crossroads.providers.base import Credentials
+    from providers.sdk_view import adapter
+
+    app = create_app()
+    vertex = adapter("google-vertex-ai")
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        stored = Credentials(service_account(key, str(server.make_url("/token"))))
+        ready = await vertex.prepare_credentials(stored, session, FixedClock(1_700_000_000))
+        again = await vertex.prepare_credentials(stored, session, FixedClock(1_700_000_100))
+    assert ready.options["access_token"] == again.options["access_token"]
+    assert len(app[STANDIN].requests) == 1 and "access_token" not in stored.options
+    req = vertex.chat_request({"messages": [{"role": "user", "content": "hi"}]},
+                              "gemini-2.0-flash", ready, "https://vertex.test")
+    assert req.headers["authorization"] == "Bearer ya29.c.standin-access-token"
+    assert "/projects/p/locations/us-east5/" in req.url
+    bare = Credentials("ya29.direct", {"project": "proj", "region": "global"})
+    assert await vertex.prepare_credentials(bare, None, FixedClock(0)) is bare
+    req = vertex.chat_request({"messages": [{"role": "user", "content": "hi"}]},
+                              "gemini-2.0-flash", bare, "https://vertex.test")
+    assert req.headers["authorization"] == "Bearer ya29.direct"
+    assert "/projects/proj/locations/global/" in req.url
