@@ -341,9 +341,10 @@ class VertexAIProvider(_GeminiBase):
 
     def chat_request(self, body: dict[str, Any], model: str, creds: Credentials | None,
                      base_url: str, caller_auth: str | None = None) -> UpstreamRequest:
-        if creds is None:
-            raise MissingProviderKey("google-vertex-ai needs service-account credentials with "
-                                     "a minted access token")
+        if creds is None:  # the caller's own key: service-account JSON or an access token
+            if not caller_auth:
+                raise MissingProviderKey("google-vertex-ai needs service-account credentials")
+            creds = Credentials(caller_auth)
         project, region, token = vertex_settings(creds)
         out = build_body(body, self.slug)
         stream = bool(body.get("stream"))

@@ -258,8 +258,12 @@ def test_vertex_needs_token_and_google_publisher() -> None:
         build({"messages": [USER]}, VERTEX, Credentials("not json", {"access_token": "t"}))
     with pytest.raises(UnsupportedFeature, match="publisher"):
         build({"messages": [USER]}, VERTEX, model="anthropic/claude-x")
-    with pytest.raises(MissingProviderKey):
+    with pytest.raises(MissingProviderKey, match="project"):
         adapter(VERTEX).chat_request({"messages": [USER]}, "g", None, BASE, "caller-token")
+    with pytest.raises(MissingProviderKey, match="prepare_credentials"):
+        adapter(VERTEX).chat_request({"messages": [USER]}, "g", None, BASE, sa)
+    with pytest.raises(MissingProviderKey):
+        adapter(VERTEX).chat_request({"messages": [USER]}, "g", None, BASE, None)
 
 
 def test_vertex_native_request_sets_minted_token() -> None:
