@@ -115,6 +115,10 @@ class UpstreamClient:
                     resp.release()
                     raise ProviderHTTPError(resp.status, body, headers)
                 first = await resp.content.readany()
+                if not first and req.stream:
+                    resp.close()
+                    raise UpstreamProtocolError("provider ended the stream before sending "
+                                                "anything")
         except TimeoutError:
             if resp is not None:
                 resp.close()

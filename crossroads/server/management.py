@@ -37,13 +37,14 @@ def _default(o: Any) -> Any:
 
 def ok(result: Any, status: int = 200, **extra: Any) -> Response:
     body = {"success": True, "errors": [], "messages": [], "result": result, **extra}
-    return Response(orjson.dumps(body, default=_default), status,
+    return Response(orjson.dumps(body, default=_default, option=orjson.OPT_NON_STR_KEYS), status,
                     media_type="application/json")
 
 
 def data(payload: dict[str, Any]) -> Response:
     """Dynamic-routing list calls answer ``{"success": true, "data": {...}}``."""
-    return Response(orjson.dumps({"success": True, "data": payload}, default=_default),
+    return Response(orjson.dumps({"success": True, "data": payload}, default=_default,
+                                option=orjson.OPT_NON_STR_KEYS),
                     media_type="application/json")
 
 
