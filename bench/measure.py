@@ -5,6 +5,7 @@ Never raises for a failing system: failures become rows with a status."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def judge(result: dict, target: Target) -> tuple[str, str]:
 def measured_run(server: procs.Server, target: Target, load: dict, cfg: Settings) -> dict:
     """Warm up, then measure; returns the loadgen result plus CPU/RSS."""
     if "rate" in load:
+        busy0, t0 = procs.core_busy_seconds(), time.monotonic()
         cpu0 = procs.tree_cpu_seconds(server.pid)
         res = loadgen.run_fixed_rate(
             target.url, target.body, target.headers, load["rate"], cfg.duration, cfg.tmp
@@ -94,6 +96,7 @@ def measured_run(server: procs.Server, target: Target, load: dict, cfg: Settings
             target.url, target.body, target.headers, conns, cfg.warmup, cfg.tmp,
             count_header=target.count_header,
         )  # fmt: skip
+        busy0, t0 = procs.core_busy_seconds(), time.monotonic()
         cpu0 = procs.tree_cpu_seconds(server.pid)
         res = loadgen.run_wrk(
             target.url, target.body, target.headers, conns, cfg.duration, cfg.tmp,
@@ -101,16 +104,25 @@ def measured_run(server: procs.Server, target: Target, load: dict, cfg: Settings
         )  # fmt: skip
         cpu1 = procs.tree_cpu_seconds(server.pid)
         served = res["requests"]
+    busy1, wall = procs.core_busy_seconds(), time.monotonic() - t0
+    core = procs.SERVER_CORE
+    if wall > 0 and core in busy0 and core in busy1:
+        # CPU time on the server core that the server tree did not use: other processes
+        # on the machine (e.g. a test run) competing with the measurement.
+        own = (cpu1 - cpu0) if server.cores == core else 0.0
+        res["other_cpu_core0_pct"] = round(max(0.0, busy1[core] - busy0[core] - own) / wall * 100, 1)
     res["cpu_s"] = round(cpu1 - cpu0, 3)
     res["cpu_us_per_req"] = round((cpu1 - cpu0) / served * 1e6, 1) if served else None
     res["rss_mib"] = round(procs.tree_rss_kib(server.pid) / 1024, 1)
     return res
 
 
+NOISY_PCT = 5.0  # flag a run when other processes used more of the server core than this
+
 KEEP = (
     "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "requests", "ok",
     "non2xx", "socket_errors", "duration_s", "cpu_s", "cpu_us_per_req", "rss_mib",
-    "cache_hit_ratio", "target_rate", "late_wakeups",
+    "cache_hit_ratio", "target_rate", "late_wakeups", "other_cpu_core0_pct",
 )  # fmt: skip
 
 
@@ -150,6 +162,10 @@ def run_scenario(
             rows.append(row)
             continue
         row["status"], row["note"] = judge(res, target)
+        other = res.get("other_cpu_core0_pct")
+        if other is not None and other > NOISY_PCT and "," not in server.cores:
+            noisy = f"noisy: other processes used {other:.0f}% of core 0"
+            row["note"] = "; ".join(x for x in (row["note"], noisy) if x)
         row.update({k: res[k] for k in KEEP if k in res})
         log(
             f"  {system:<22} {scenario:<15} {label:<12} {row.get('rps', 0):>9.1f} req/s "

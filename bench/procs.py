@@ -46,6 +46,7 @@ class Server:
     proc: subprocess.Popen
     log_path: Path
     port: int
+    cores: str = SERVER_CORE
     extra: dict = field(default_factory=dict)
 
     @property
@@ -90,7 +91,7 @@ def start_server(
         start_new_session=True,
     )
     log.close()
-    return Server(name, proc, log_path, port)
+    return Server(name, proc, log_path, port, cores)
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
@@ -168,6 +169,18 @@ def tree_rss_kib(root: int) -> int:
         except OSError:
             continue
     return total
+
+
+def core_busy_seconds() -> dict[str, float]:
+    """Busy (non-idle, non-iowait) CPU seconds per core since boot, from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *vals = line.split()
+                nums = [int(v) for v in vals]
+                out[name[3:]] = (sum(nums[:8]) - nums[3] - nums[4]) / CLK_TCK
+    return out
 
 
 def http_post(url: str, body: bytes, headers: dict, timeout: float = 10.0):

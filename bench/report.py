@@ -81,6 +81,12 @@ def summarize(rows: list[dict]) -> dict:
     ]
     added = {(a["system"], a["scenario"]): a for a in added_latency(rows)}
     a_cr, a_fl = added.get(cr), added.get(fl)
+
+    def missing_added() -> str:
+        if find(rows, "standin-direct", "openai-json", "c=1") is None:
+            return _why(rows, "standin-direct", "openai-json", "c=1")
+        return _why(rows, *(cr if not a_cr else fl), "c=1")
+
     check = {"name": "added latency p50 vs floor (c=1)", "target": "≤1.3x", "value": None,
              "pass": None, "detail": ""}  # fmt: skip
     if a_cr and a_fl and a_fl["p50_added_ms"] > 0:
@@ -88,7 +94,7 @@ def summarize(rows: list[dict]) -> dict:
         check["pass"] = check["value"] <= 1.3
         check["detail"] = f"{a_cr['p50_added_ms']:.3f} ms vs {a_fl['p50_added_ms']:.3f} ms"
     else:
-        check["detail"] = "n/a: " + _why(rows, *(cr if not a_cr else fl), "c=1")
+        check["detail"] = "n/a: " + missing_added()
     checks.append(check)
     check = {"name": "added latency p99 (c=1)", "target": "<1 ms", "value": None,
              "pass": None, "detail": ""}  # fmt: skip
@@ -97,7 +103,7 @@ def summarize(rows: list[dict]) -> dict:
         check["pass"] = a_cr["p99_added_ms"] < 1.0
         check["detail"] = f"floor: {a_fl['p99_added_ms']:.3f} ms" if a_fl else ""
     else:
-        check["detail"] = "n/a: " + _why(rows, *cr, "c=1")
+        check["detail"] = "n/a: " + missing_added()
     checks.append(check)
     return {"checks": checks, "added_latency": list(added.values())}
 
@@ -111,6 +117,19 @@ def _f(value, fmt="{:,.1f}") -> str:
 
 def _mark(passed) -> str:
     return {True: "PASS", False: "FAIL", None: "n/a"}[passed]
+
+
+def _noise_warning(rows: list[dict]) -> list[str]:
+    noisy = [r for r in rows if "noisy:" in (r.get("note") or "")]
+    if not noisy:
+        return []
+    worst = max(r.get("other_cpu_core0_pct") or 0 for r in noisy)
+    return [
+        f"**Warning: {len(noisy)} of {len(rows)} runs were disturbed** by other processes on the "
+        f"machine (up to {worst:.0f}% of the server core went to them; see the notes column). "
+        "Their numbers understate the systems; re-run on a quiet machine before trusting ratios.",
+        "",
+    ]
 
 
 def markdown(data: dict) -> str:
@@ -130,6 +149,7 @@ def markdown(data: dict) -> str:
         "CPU is the server process tree's user+system time over the measured run divided "
         "by requests served; RSS is the tree's total after the run.",
         "",
+        *_noise_warning(rows),
         "## Targets",
         "",
         "| check | target | value | result | detail |",
