@@ -29,6 +29,8 @@ class Call:
     log_id: str
     started: float  # perf_counter
     caller_key: str | None = None  # the caller's own provider key (Authorization), if any
+    # headers that carried the gateway token (never forwarded upstream)
+    consumed: tuple[str, ...] = ()
     record: dict[str, Any] = field(default_factory=dict)
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # called with the answer's cost once known (route budget nodes settle through these)
@@ -77,11 +79,17 @@ class Call:
         self.rt.logs.put(rec)
 
 
+# Where SDKs put their api key: a gateway token found there authenticates the request (as in
+# Cloudflare's example `new OpenAI({apiKey: cloudflareToken})`) and is never forwarded.
+KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
+
+
 def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
-                 gateway: dict[str, Any], headers: dict[str, str],
-                 authorization_is_key: bool = True) -> str | None:
-    """Check the gateway token; return the caller's own provider key from ``Authorization``
-    (None when there is none or it was the gateway token)."""
+                 gateway: dict[str, Any], headers: dict[str, str]
+                 ) -> tuple[str | None, tuple[str, ...]]:
+    """Check the gateway token. Return the caller's own provider key from ``Authorization``
+    (None when absent or when it was the gateway token) and the headers that carried a
+    gateway token."""
 
     def valid(token: str) -> bool:
         d = tokens.digest(token)
@@ -91,22 +99,27 @@ def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
         return owner is not None and owner[0] == account and owner[1] in (None, gateway_id)
 
     authed = False
-    gw_token = tokens.bearer(headers.get("cf-aig-authorization"))
     if headers.get("cf-aig-authorization") is not None:
+        gw_token = tokens.bearer(headers["cf-aig-authorization"])
         if gw_token is None or not valid(gw_token):
             raise Unauthorized("invalid cf-aig-authorization token")
         authed = True
+    consumed: list[str] = []
+    for name in KEY_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        candidate = tokens.bearer(value) or value.strip()
+        if candidate.startswith(tokens.PREFIX) and valid(candidate):
+            authed = True
+            consumed.append(name)
     caller_key = None
     auth = headers.get("authorization")
-    if auth is not None:
-        bearer = tokens.bearer(auth)
-        if bearer is not None and bearer.startswith(tokens.PREFIX) and valid(bearer):
-            authed = True
-        elif authorization_is_key:
-            caller_key = bearer if bearer is not None else auth
+    if auth is not None and "authorization" not in consumed:
+        caller_key = tokens.bearer(auth) or auth
     if gateway.get("authentication") and not authed:
         raise Unauthorized("missing cf-aig-authorization: this gateway requires a token")
-    return caller_key
+    return caller_key, tuple(consumed)
 
 
 def new_record(call: Call, path: str, body: bytes, cap: int) -> dict[str, Any]:

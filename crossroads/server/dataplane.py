@@ -125,13 +125,12 @@ class DataPlane:
         gateway = snap.gateways.get((account, gateway_id))
         if gateway is None:
             raise NotFound(f"gateway '{gateway_id}' not found in account '{account}'")
-        caller_key = authenticate(rt, snap, account, gateway_id, gateway, headers,
-                                  authorization_is_key=True)
+        caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway, headers)
         body = await read_body(receive, headers, rt.settings.max_body_bytes)
         options = parse_options(headers)
         log_id = uuid7()
         call = Call(rt, snap, account, gateway_id, gateway, headers, options, log_id,
-                    time.perf_counter(), caller_key=caller_key)
+                    time.perf_counter(), caller_key=caller_key, consumed=consumed)
         call.record = new_record(call, "/" + rest, body, rt.settings.log_body_cap)
         call.record["created_at"] = dt.datetime.now(dt.UTC)
         await self._gateway_limit(call)

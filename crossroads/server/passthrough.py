@@ -93,6 +93,8 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
 
     adapter, base = call.provider(slug)
     headers = forward_headers(call.headers)
+    for name in call.consumed:  # the gateway token never goes upstream
+        headers.pop(name, None)
     if extra_headers:
         headers.update({k.lower(): v for k, v in extra_headers.items()
                         if not k.lower().startswith("cf-aig-")})

@@ -1,0 +1,56 @@
+"""Provider-native passthrough: the SDK's own paths, with stored keys and logs."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+from harness import RunningGateway, StandinServer
+from standins.openai import STATE
+
+
+def test_openai_sdk_on_the_native_path(gateway: RunningGateway, openai_up: StandinServer
+                                       ) -> None:
+    token = gateway.token()
+    client = openai.OpenAI(base_url=gateway.base() + "/openai", api_key=token, max_retries=0)
+    r = client.chat.completions.create(model="gpt-4o-mini",
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content == "Hello from the stand-in."
+    call = openai_up.app[STATE].calls[-1]
+    assert call["headers"]["Authorization"] == "Bearer sk-stored-secret-123456"
+    assert call["json"]["model"] == "gpt-4o-mini"
+    assert not any(k.lower().startswith("cf-aig") for k in call["headers"])
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True}))
+    assert chunks[-1].usage is not None
+    rows = gateway.logs()
+    assert [(r["provider"], r["model"], r["tokens_in"], r["tokens_out"]) for r in rows] == [
+        ("openai", "gpt-4o-mini", 12, 7), ("openai", "gpt-4o-mini", 12, 7)]
+    assert all(r["request_type"] == "native" and r["cost"] > 0 for r in rows)
+
+
+def test_callers_own_key_on_native_path(gateway: RunningGateway, openai_up: StandinServer
+                                        ) -> None:
+    token = gateway.token()
+    client = openai.OpenAI(base_url=gateway.base() + "/openai", api_key="sk-own",
+                           default_headers={"cf-aig-authorization": f"Bearer {token}"},
+                           max_retries=0)
+    client.embeddings.create(model="text-embedding-3-small", input="x")
+    call = openai_up.app[STATE].calls[-1]
+    assert call["path"] == "/v1/embeddings"
+    assert call["headers"]["Authorization"] == "Bearer sk-own"
+
+
+def test_unknown_provider_and_custom_provider(gateway_factory, openai_up: StandinServer  # type: ignore[no-untyped-def]
+                                              ) -> None:
+    gw = gateway_factory({"CROSSROADS_UPSTREAM_CUSTOM_OLLAMA": openai_up.url + "/v1"})
+    token = gw.token()
+    r = httpx.post(gw.base() + "/nope/chat/completions",
+                   headers={"cf-aig-authorization": f"Bearer {token}"}, json={})
+    assert r.status_code == 400 and "unknown provider 'nope'" in r.json()["error"][0]["message"]
+    gw.put_key("custom-ollama", "ollama")
+    client = openai.OpenAI(base_url=gw.compat(), api_key=token, max_retries=0)
+    out = client.chat.completions.create(model="custom-ollama/llama3.2",
+                                         messages=[{"role": "user", "content": "hi"}])
+    assert out.choices[0].message.content
+    assert openai_up.app[STATE].calls[-1]["json"]["model"] == "llama3.2"
