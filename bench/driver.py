@@ -7,6 +7,7 @@ Environment knobs (all optional):
   BENCH_CONNS     closed-loop connection counts ("1,16,64")
   BENCH_RATE      fixed-rate run, requests/s (500)  BENCH_ONLY    comma list of systems
   BENCH_BUDGET    seconds after which remaining systems are skipped (780)
+  BENCH_QUIET_WAIT  total seconds to wait for other processes to calm down (90)
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ def main() -> int:
         duration=float(env.get("BENCH_DURATION", "10")),
         warmup=float(env.get("BENCH_WARMUP", "2")),
         rate=float(env.get("BENCH_RATE", "500")),
+        quiet_budget=float(env.get("BENCH_QUIET_WAIT", "90")),
     )
     conns = [int(c) for c in env.get("BENCH_CONNS", "1,16,64").split(",") if c.strip()]
     only = {s.strip() for s in env.get("BENCH_ONLY", "").split(",") if s.strip()}

@@ -20,6 +20,26 @@ class Settings:
     warmup: float = 2.0
     rate: float = 500.0
     tmp: Path = Path("/tmp")
+    quiet_budget: float = 90.0  # total seconds we may wait for other load to go away
+
+
+def wait_quiet(cfg: Settings, log=print) -> float | None:
+    """Before a run (servers idle), wait while the machine stays busy (other processes,
+    or a server still working off a backlog),
+    spending at most cfg.quiet_budget seconds over the whole benchmark. Returns the
+    last measured foreign load in % of one core, or None if not measured."""
+    load = None
+    while True:
+        busy0, t0 = procs.core_busy_seconds(), time.monotonic()
+        time.sleep(0.5)
+        busy1, wall = procs.core_busy_seconds(), time.monotonic() - t0
+        load = sum(busy1.values()) - sum(busy0.values())
+        load = load / wall * 100
+        if load < QUIET_PCT or cfg.quiet_budget <= 0:
+            return load
+        log(f"  machine busy between runs ({load:.0f}% of a core); waiting for it to calm down")
+        time.sleep(min(3.0, cfg.quiet_budget))
+        cfg.quiet_budget -= 3.5
 
 
 def base_row(system: str, scenario: str, load: str, target: Target | None) -> dict:
@@ -117,6 +137,7 @@ def measured_run(server: procs.Server, target: Target, load: dict, cfg: Settings
     return res
 
 
+QUIET_PCT = 15.0  # idle machine: other processes use less than this % of one core
 NOISY_PCT = 5.0  # flag a run when other processes used more of the server core than this
 
 KEEP = (
@@ -155,6 +176,7 @@ def run_scenario(
             row["status"] = f"failed: server exited: {server.log_tail(3)}"
             rows.append(row)
             continue
+        wait_quiet(cfg, log)
         try:
             res = measured_run(server, target, load, cfg)
         except Exception as e:  # a broken load run must not stop the benchmark

@@ -14,6 +14,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+python3 -c "import ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+command -v npm >/dev/null 2>&1 || missing+=(npm)   # for the Portkey peer
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bench: apt-get install ${missing[*]}"
   $SUDO apt-get update -q >/dev/null
