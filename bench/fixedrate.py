@@ -54,7 +54,7 @@ async def run(args) -> dict:
                 async with session.post(args.url, data=body, headers=headers) as resp:
                     payload = await resp.read()
                     status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 if index >= warm:
                     counts["socket_errors"] += 1
                 return

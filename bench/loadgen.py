@@ -44,7 +44,9 @@ def parse_wrk(stdout: str) -> dict:
     if "requests" not in raw:
         raise RuntimeError("wrk printed no BENCH summary: " + stdout[-400:])
     duration = raw["duration_us"] / 1e6
-    errors = sum(int(raw.get(k, 0)) for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+    errors = sum(
+        int(raw.get(k, 0)) for k in ("err_connect", "err_read", "err_write", "err_timeout")
+    )
     return {
         "requests": int(raw["requests"]),
         "ok": int(raw.get("ok", 0)),

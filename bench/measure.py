@@ -130,7 +130,9 @@ def measured_run(server: procs.Server, target: Target, load: dict, cfg: Settings
         # CPU time on the server core that the server tree did not use: other processes
         # on the machine (e.g. a test run) competing with the measurement.
         own = (cpu1 - cpu0) if server.cores == core else 0.0
-        res["other_cpu_core0_pct"] = round(max(0.0, busy1[core] - busy0[core] - own) / wall * 100, 1)
+        res["other_cpu_core0_pct"] = round(
+            max(0.0, busy1[core] - busy0[core] - own) / wall * 100, 1
+        )
     res["cpu_s"] = round(cpu1 - cpu0, 3)
     res["cpu_us_per_req"] = round((cpu1 - cpu0) / served * 1e6, 1) if served else None
     res["rss_mib"] = round(procs.tree_rss_kib(server.pid) / 1024, 1)
@@ -168,7 +170,7 @@ def run_scenario(
         log(f"  {system}/{scenario}: {reason}")
         return failed_rows(system, scenario, labels, reason)
     rows = []
-    for load, label in zip(loads, labels):
+    for load, label in zip(loads, labels, strict=True):
         row = base_row(system, scenario, label, target)
         if "conns" in load:
             row["conns"] = load["conns"]
@@ -192,7 +194,8 @@ def run_scenario(
         log(
             f"  {system:<22} {scenario:<15} {label:<12} {row.get('rps', 0):>9.1f} req/s "
             f"p50 {row.get('p50_ms', 0):7.2f} ms  p99 {row.get('p99_ms', 0):7.2f} ms  "
-            f"cpu {row.get('cpu_us_per_req') or 0:7.1f} us/req  rss {row.get('rss_mib', 0):6.1f} MiB"
+            f"cpu {row.get('cpu_us_per_req') or 0:7.1f} us/req  "
+            f"rss {row.get('rss_mib', 0):6.1f} MiB"
             f"  {row['status'][:80]}"
         )
         rows.append(row)

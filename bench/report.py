@@ -65,8 +65,13 @@ def summarize(rows: list[dict]) -> dict:
         _ratio_check(rows, "throughput vs floor", cr, fl, "rps", "≥0.7x", True),
         _ratio_check(rows, "CPU/request vs floor", cr, fl, "cpu_us_per_req", "≤1.4x", False),
         _ratio_check(
-            rows, "CPU/request dynamic route vs floor", ("crossroads", "dynamic-route"), fl,
-            "cpu_us_per_req", "≤1.6x", False,
+            rows,
+            "CPU/request dynamic route vs floor",
+            ("crossroads", "dynamic-route"),
+            fl,
+            "cpu_us_per_req",
+            "≤1.6x",
+            False,
         ),
         _ratio_check(
             rows, "throughput vs Portkey", cr, ("portkey", "openai-json"), "rps", "≥5x", True
@@ -75,8 +80,13 @@ def summarize(rows: list[dict]) -> dict:
             rows, "throughput vs LiteLLM", cr, ("litellm", "openai-json"), "rps", "≥50x", True
         ),
         _ratio_check(
-            rows, "streams/s vs floor", ("crossroads", "openai-sse"), ("floor", "openai-sse"),
-            "rps", "≥0.6x", True,
+            rows,
+            "streams/s vs floor",
+            ("crossroads", "openai-sse"),
+            ("floor", "openai-sse"),
+            "rps",
+            "≥0.6x",
+            True,
         ),
     ]
     added = {(a["system"], a["scenario"]): a for a in added_latency(rows)}
@@ -189,7 +199,8 @@ def markdown(data: dict) -> str:
     ]
     for a in summary["added_latency"]:
         lines.append(
-            f"| {a['system']} | {a['scenario']} | {a['p50_added_ms']:.3f} | {a['p99_added_ms']:.3f} |"
+            f"| {a['system']} | {a['scenario']} | {a['p50_added_ms']:.3f} "
+            f"| {a['p99_added_ms']:.3f} |"
         )
     bad = [r for r in rows if r["status"] != "ok"]
     lines += ["", "## Failed or not measured", ""]
@@ -235,7 +246,7 @@ def chart(rows: list[dict], path: Path) -> str | None:
         xs = [n + (i - (len(loads) - 1) / 2) * width for n in range(len(names))]
         ys = [groups[name].get(load, 0) for name in names]
         bars = ax.bar(xs, ys, width, label=load)
-        for bar, y in zip(bars, ys):
+        for bar, y in zip(bars, ys, strict=True):
             if y:
                 ax.annotate(f"{y:,.0f}", (bar.get_x() + bar.get_width() / 2, y),
                             ha="center", va="bottom", fontsize=6, rotation=90)  # fmt: skip

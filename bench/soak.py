@@ -48,7 +48,9 @@ def sample_loop(server, gen: subprocess.Popen, seconds: float) -> list[tuple[flo
         if not server.alive():
             break
         time.sleep(min(0.5, max(0.0, next_at - time.monotonic())))
-    samples.append((round(time.monotonic() - t0, 1), round(procs.tree_rss_kib(server.pid) / 1024, 2)))
+    samples.append(
+        (round(time.monotonic() - t0, 1), round(procs.tree_rss_kib(server.pid) / 1024, 2))
+    )
     return samples
 
 
@@ -82,7 +84,8 @@ def write_outputs(out: Path, data: dict) -> None:
         "| check | target | value | result |",
         "|---|---|---:|---|",
         f"| RSS growth after warm-up | < {GROWTH_TARGET:g} % | {a['growth_pct']:.2f} % "
-        f"({a['rss_after_warmup_mib']:.1f} → {a['rss_final_mib']:.1f} MiB) | {mark[a['growth_pass']]} |",
+        f"({a['rss_after_warmup_mib']:.1f} → {a['rss_final_mib']:.1f} MiB) "
+        f"| {mark[a['growth_pass']]} |",
         f"| max RSS | < {MAX_RSS_TARGET_MIB:g} MiB | {a['max_rss_mib']:.1f} MiB | "
         f"{mark[a['max_rss_pass']]} |",
         "",
@@ -102,7 +105,7 @@ def write_outputs(out: Path, data: dict) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    xs, ys = zip(*data["samples"])
+    xs, ys = zip(*data["samples"], strict=True)
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(xs, ys, marker=".")
     ax.axvline(data["warmup"], color="grey", linestyle="--", label="end of warm-up")

@@ -110,7 +110,11 @@ def anthropic_sse() -> str:
         ("message_start", {"type": "message_start", "message": start_msg}),
         (
             "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
         ),
         ("ping", {"type": "ping"}),
     ]
@@ -163,7 +167,7 @@ def nginx_conf(tmp: Path, port: int) -> str:
         joined = "".join(f"$p{i}" for i in range(len(parts)))
         locations.append(
             f"    location = {path} {{ default_type {ctype}; {extra}\n"
-            f"      {sets}\n      return 200 \"{joined}\"; }}"
+            f'      {sets}\n      return 200 "{joined}"; }}'
         )
     temp_dirs = "\n".join(
         f"  {kind}_temp_path {tmp}/{kind};"
@@ -205,9 +209,11 @@ def start_standin(tmp: Path, port: int, log_dir: Path) -> Server:
     argv = [nginx_binary(), "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log")]
     server = start_server("standin-nginx", argv, port, log_dir, cores=LOAD_CORE)
     if not wait_port(port, 10, server.proc):
-        err = (conf_dir / "error.log").read_text(errors="replace")[-500:] if (
-            conf_dir / "error.log"
-        ).exists() else ""
+        err = (
+            (conf_dir / "error.log").read_text(errors="replace")[-500:]
+            if (conf_dir / "error.log").exists()
+            else ""
+        )
         server.stop()
         raise RuntimeError(f"nginx stand-in did not start: {server.log_tail()} {err}")
     return server

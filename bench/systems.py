@@ -162,10 +162,11 @@ def crossroads_targets(server: procs.Server) -> dict[str, Target]:
 
 def create_route(server: procs.Server) -> str:
     """Create (and if needed deploy) the `bench` dynamic route; returns a note."""
-    base = (
-        f"http://127.0.0.1:{server.port}/client/v4/accounts/local/ai-gateway/gateways/{GATEWAY}"
-    )
-    headers = {"Authorization": f"Bearer {server.extra['admin']}", "Content-Type": "application/json"}
+    base = f"http://127.0.0.1:{server.port}/client/v4/accounts/local/ai-gateway/gateways/{GATEWAY}"
+    headers = {
+        "Authorization": f"Bearer {server.extra['admin']}",
+        "Content-Type": "application/json",
+    }
     body = json.dumps({"name": "bench", "elements": route_elements()}).encode()
     status, _, raw = procs.http_post(f"{base}/routes", body, headers)
     if not 200 <= status < 300:
