@@ -108,10 +108,24 @@ class Coalescer:
         self._inflight[key] = fut
         return True, fut
 
-    def finish(self, key: str, answer: CachedAnswer | None) -> None:
-        fut = self._inflight.pop(key, None)
-        if fut is not None and not fut.done():
+    def finish(self, key: str, answer: CachedAnswer | None
+               ) -> asyncio.Future[CachedAnswer | None] | None:
+        """Hand the leader's answer (None: it failed) to the followers. A failure frees the
+        key at once; an answer keeps it until ``stored``, so that a request arriving before
+        the cache write has completed still gets the answer instead of calling upstream."""
+        fut = self._inflight.get(key)
+        if fut is None:
+            return None
+        if not fut.done():
             fut.set_result(answer)
+        if fut.result() is None:
+            self._inflight.pop(key, None)
+        return fut
+
+    def stored(self, key: str, fut: asyncio.Future[CachedAnswer | None] | None) -> None:
+        """The answer is in the cache (or could not be put there): later requests look it up."""
+        if fut is not None and self._inflight.get(key) is fut:
+            del self._inflight[key]
 
 
 class SafeCache:

@@ -58,6 +58,18 @@ def _int(name: str, value: str, lo: int, hi: int) -> int:
     return n
 
 
+def _cache_ttl(value: str) -> int:
+    """0 (do not cache) or 60 s .. 1 month; one message for every bad value."""
+    try:
+        n = int(value.strip())
+    except ValueError:
+        n = -1
+    if n == 0 or CACHE_TTL_MIN <= n <= CACHE_TTL_MAX:
+        return n
+    raise InvalidHeader(f"cf-aig-cache-ttl must be 0 (no caching) or between {CACHE_TTL_MIN} "
+                        f"and {CACHE_TTL_MAX} seconds, got '{value.strip()[:50]}'")
+
+
 def parse_metadata(value: str) -> dict[str, str | int | float | bool]:
     """Flat JSON object, at most 5 entries kept (the first five, as Cloudflare), values
     string/number/boolean; ``cf.``-prefixed keys are reserved and dropped."""
@@ -87,10 +99,7 @@ def parse_options(h: dict[str, str]) -> RequestOptions:
         o.metadata = parse_metadata(v)
     ttl = h.get("cf-aig-cache-ttl", h.get("cf-cache-ttl"))
     if ttl is not None:
-        o.cache_ttl = _int("cf-aig-cache-ttl", ttl, 0, CACHE_TTL_MAX)
-        if 0 < o.cache_ttl < CACHE_TTL_MIN:
-            raise InvalidHeader(f"cf-aig-cache-ttl must be 0 or between {CACHE_TTL_MIN} and "
-                                f"{CACHE_TTL_MAX} seconds, got {o.cache_ttl}")
+        o.cache_ttl = _cache_ttl(ttl)
     skip = h.get("cf-aig-skip-cache", h.get("cf-skip-cache"))
     if skip is not None:
         o.skip_cache = _bool("cf-aig-skip-cache", skip)

@@ -91,15 +91,15 @@ class ChatAnswer(Answer):
             parsed = self.adapter.embeddings_response(raw, self.model)
         else:
             parsed = self.adapter.chat_response(raw, self.model)
+        if self.cache_fill is not None:  # before sending: the TTL starts with the answer
+            self.cache_fill(CachedAnswer(200, "application/json", parsed.body, self.provider,
+                                         self.model, parsed.usage.prompt_tokens,
+                                         parsed.usage.completion_tokens))
         await out.whole(200, call.base_headers() + [JSON_CT], parsed.body)
         account_usage(call, self.provider, self.model, parsed.usage)
         call.record["response_body"] = parsed.body[: call.rt.settings.log_body_cap]
         call.record["response_size"] = len(parsed.body)
         call.record["response_content_type"] = "application/json"
-        if self.cache_fill is not None:
-            self.cache_fill(CachedAnswer(200, "application/json", parsed.body, self.provider,
-                                         self.model, parsed.usage.prompt_tokens,
-                                         parsed.usage.completion_tokens))
         call.finish(status=200, success=True)
 
     async def _stream(self, call: Call, out: Responder) -> None:
@@ -130,17 +130,16 @@ class ChatAnswer(Answer):
             call.record["response_body"] = b"".join(kept)[:cap]
             call.finish(status=200, success=False, error=exc.message)
             return
-        await out.body(data, more=False)
-        if whole is not None:
+        if whole is not None and self.cache_fill is not None:  # complete: cache it first
             whole.append(data)
+            self.cache_fill(CachedAnswer(200, "text/event-stream", b"".join(whole), self.provider,
+                                         self.model, tr.usage.prompt_tokens,
+                                         tr.usage.completion_tokens))
+        await out.body(data, more=False)
         kept.append(data)
         account_usage(call, self.provider, self.model, tr.usage)
         call.record["response_body"] = b"".join(kept)[:cap]
         call.record["response_content_type"] = "text/event-stream"
-        if whole is not None and self.cache_fill is not None:
-            self.cache_fill(CachedAnswer(200, "text/event-stream", b"".join(whole), self.provider,
-                                         self.model, tr.usage.prompt_tokens,
-                                         tr.usage.completion_tokens))
         call.finish(status=200, success=True)
 
 
@@ -158,6 +157,8 @@ class CacheHitAnswer(Answer):
         rec["cost"] = 0.0
         rec["tokens_in"], rec["tokens_out"] = self.hit.tokens_in, self.hit.tokens_out
         rec["response_body"] = self.hit.body[: call.rt.settings.log_body_cap]
+        rec["response_size"] = len(self.hit.body)
+        rec["response_content_type"] = ct.split(";")[0]
         call.finish(status=self.hit.status, success=True)
 
 

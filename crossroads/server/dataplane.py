@@ -88,6 +88,7 @@ def policy_for(call: Call, step: dict[str, Any] | None) -> RetryPolicy:
 class DataPlane:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._background: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         out = Responder(send)
@@ -239,9 +240,20 @@ class DataPlane:
             raise
         if isinstance(answer, ChatAnswer):
             def fill(value: Any) -> None:
-                cache.coalescer.finish(key, value)
-                asyncio.get_running_loop().create_task(cache.put(key, value, ttl,
-                                                                 self.rt.clock.now()))
+                # called once the whole answer is known, before its last bytes are sent: the
+                # TTL starts now, and until the put is done the coalescer hands the answer out
+                fut = cache.coalescer.finish(key, value)
+                now = self.rt.clock.now()
+
+                async def store() -> None:
+                    try:
+                        await cache.put(key, value, ttl, now)
+                    finally:
+                        cache.coalescer.stored(key, fut)
+
+                task = asyncio.get_running_loop().create_task(store())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             answer.cache_fill = fill
             _finish_later(answer, cache, key)
         else:
