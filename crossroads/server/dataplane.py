@@ -97,6 +97,7 @@ class DataPlane:
         call: Call | None = None
         try:
             call, rest, body = await self._admit(scope, receive)
+            await self._gateway_limit(call)  # after ``call`` is set: a refusal is logged
             assert task is not None
             watcher = asyncio.get_running_loop().create_task(_watch(receive, task, out))
             await self._route(call, rest, scope, body, out)
@@ -134,7 +135,6 @@ class DataPlane:
                     time.perf_counter(), caller_key=caller_key, consumed=consumed)
         call.record = new_record(call, "/" + rest, body, rt.settings.log_body_cap)
         call.record["created_at"] = dt.datetime.now(dt.UTC)
-        await self._gateway_limit(call)
         return call, rest, body
 
     async def _gateway_limit(self, call: Call) -> None:
