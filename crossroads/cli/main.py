@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +21,8 @@ from crossroads.errors import GatewayError
 T = TypeVar("T")
 app = typer.Typer(help="Crossroads: a self-hosted, Cloudflare-compatible AI gateway.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-console = Console()
+# piped output (scripts, logs to files) gets a wide table rather than squashed columns
+console = Console(width=None if sys.stdout.isatty() else 220)
 err_console = Console(stderr=True)
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (default ./data or "
