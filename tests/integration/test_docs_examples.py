@@ -1,0 +1,52 @@
+"""The three examples of Cloudflare's "Using a dynamic route" page, with only the host changed:
+the OpenAI JS SDK (run by node), curl (tests/integration/test_cli.py), and the Workers binding
+(its Python counterpart, crossroads.Gateway, in tests/integration/test_binding.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness import RunningGateway, StandinServer
+from standins.openai import STATE
+
+JS = Path(__file__).resolve().parent.parent / "js"
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm not installed")
+    if not (JS / "node_modules" / "openai").exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=JS, check=True,
+                       capture_output=True, timeout=300)
+    return JS / "node_modules"
+
+
+def test_openai_js_sdk_example(node_modules: Path, gateway: RunningGateway,
+                               openai_up: StandinServer) -> None:
+    import httpx
+
+    r = httpx.post(gateway.api + "/accounts/local/ai-gateway/gateways/default/routes",
+                   headers={"authorization": f"Bearer {gateway.admin_token}"},
+                   json={"name": "support", "elements": [
+                       {"id": "s", "type": "start", "outputs": {"next": {"elementId": "m"}}},
+                       {"id": "m", "type": "model", "properties": {
+                           "provider": "openai", "model": "gpt-4o-mini", "timeout": 10000,
+                           "retries": 0}, "outputs": {"success": {"elementId": "e"}}},
+                       {"id": "e", "type": "end", "outputs": {}}]})
+    assert r.status_code == 200
+    env = dict(os.environ, CF_AIG_TOKEN=gateway.token(), ACCOUNT_ID="local",
+               GATEWAY_ID="default", GATEWAY_HOST=gateway.url, ROUTE_NAME="support")
+    out = subprocess.run(["node", "openai-sdk-example.mjs"], cwd=JS, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    message = json.loads(out.stdout)
+    assert message["role"] == "assistant" and message["content"] == "Hello from the stand-in."
+    sent = openai_up.app[STATE].calls[-1]
+    assert sent["json"]["model"] == "gpt-4o-mini"
+    assert sent["headers"]["Authorization"] == "Bearer sk-stored-secret-123456"
