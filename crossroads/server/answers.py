@@ -13,7 +13,7 @@ from typing import Any
 from crossroads.attempts import RetryPolicy, with_retries
 from crossroads.cache import CachedAnswer
 from crossroads.errors import GatewayError, ProviderHTTPError, UpstreamError
-from crossroads.providers.base import Provider, StreamTranslator, Usage
+from crossroads.providers.base import Credentials, Provider, StreamTranslator, Usage
 from crossroads.providers.pricing import cost_of
 from crossroads.server.call import Call
 from crossroads.server.respond import JSON_CT, SSE_HEADERS, Responder
@@ -168,13 +168,17 @@ async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
     A provider error status on the last attempt comes back as a ProviderErrorAnswer."""
     adapter, base = call.provider(slug)
     creds = call.credentials(slug)
+    caller = call.caller_key
     prepare = getattr(adapter, "prepare_credentials", None)
-    if prepare is not None and creds is not None:
-        creds = await prepare(creds, call.rt.upstream.session, call.rt.clock)
+    if prepare is not None:
+        if creds is None and caller is not None:  # e.g. a caller's own service-account JSON
+            creds, caller = Credentials(caller), None
+        if creds is not None:
+            creds = await prepare(creds, call.rt.upstream.session, call.rt.clock)
     if kind == "embeddings":
-        req = adapter.embeddings_request(body, model, creds, base, call.caller_key)
+        req = adapter.embeddings_request(body, model, creds, base, caller)
     else:
-        req = adapter.chat_request(body, model, creds, base, call.caller_key)
+        req = adapter.chat_request(body, model, creds, base, caller)
     stream = kind == "chat" and bool(body.get("stream"))
 
     async def attempt(timeout: float | None) -> UpstreamResponse:
