@@ -10,6 +10,7 @@ _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._cache: dict[tuple[str, ...], tuple] = {}
         labels = ("gateway", "provider", "model", "route")
         self.requests = Counter("crossroads_requests", "Requests answered", labels + ("status",),
                                 registry=r)
@@ -34,22 +35,36 @@ class Metrics:
     def set_config_epoch(self, epoch: int) -> None:
         self.config_epoch.set(epoch)
 
+    def _children(self, lbl: tuple[str, str, str, str], status: str) -> tuple:
+        """Label children, looked up once per label set (``labels()`` is slow on a hot path)."""
+        key = lbl + (status,)
+        found = self._cache.get(key)
+        if found is None:
+            found = (self.requests.labels(*lbl, status), self.latency.labels(*lbl),
+                     self.tokens.labels(*lbl, "in"), self.tokens.labels(*lbl, "out"),
+                     self.cost.labels(*lbl))
+            if len(self._cache) < 10_000:
+                self._cache[key] = found
+        return found
+
     def observe(self, rec: dict) -> None:
         """Account one finished request from its log record."""
         lbl = (rec["gateway_id"], rec["provider"] or "-", rec["model"] or "-",
                rec.get("route") or "-")
-        self.requests.labels(*lbl, str(rec.get("status_code") or 0)).inc()
+        requests, latency, tok_in, tok_out, cost = self._children(
+            lbl, str(rec.get("status_code") or 0))
+        requests.inc()
+        latency.observe(rec["duration"] / 1000.0)
         if not rec["success"]:
             self.errors.labels(*lbl, rec.get("error_kind") or "error").inc()
         if rec.get("cached"):
             self.cache_hits.labels(rec["gateway_id"]).inc()
         if rec.get("tokens_in"):
-            self.tokens.labels(*lbl, "in").inc(rec["tokens_in"])
+            tok_in.inc(rec["tokens_in"])
         if rec.get("tokens_out"):
-            self.tokens.labels(*lbl, "out").inc(rec["tokens_out"])
+            tok_out.inc(rec["tokens_out"])
         if rec.get("cost"):
-            self.cost.labels(*lbl).inc(rec["cost"])
-        self.latency.labels(*lbl).observe(rec["duration"] / 1000.0)
+            cost.inc(rec["cost"])
 
     def render(self, dropped: int, pending: int) -> bytes:
         self.logs_dropped.set(dropped)
