@@ -9,7 +9,8 @@ Counters
     IEEE doubles and stored with 17 significant digits, so both backends give identical
     admissions for the same sequence of calls. Each window's key lives 2 windows (PX).
 
-    Keys are ``<prefix>{<counter key>}:<window index>``: the hash tag puts the previous and
+    Keys are ``<prefix>{<counter key>}:<window index>`` (prefix ``cxr:``, or ``?prefix=`` in
+    the Redis URL): the hash tag puts the previous and
     the current window of one counter in the same Redis Cluster slot (a script touches both).
 
     Budgets (``check_spent`` / ``add``) are admit-while-below, settle-after: a request is
@@ -40,12 +41,14 @@ import math
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crossroads.cache import CachedAnswer
@@ -59,6 +62,7 @@ DEFAULT_PREFIX = "cxr:"
 BREAKER_FAILURES = 3  # consecutive failures that open the breaker
 BREAKER_COOLDOWN = 2.0  # seconds between probes while open
 MAX_ENTRY_BYTES = 8 * 1024 * 1024  # per cached answer (also capped by cache_max_bytes)
+MAX_IN_FLIGHT = 64  # concurrent Redis calls per process (the pool holds a few more)
 
 
 class RedisUnavailable(Exception):
@@ -163,8 +167,10 @@ class Breaker:
 
     def __init__(self, ping: Callable[[], Awaitable[Any]], degraded: dict[str, str], *,
                  failures: int = BREAKER_FAILURES, cooldown: float = BREAKER_COOLDOWN,
-                 timeout: float = 0.25) -> None:
+                 timeout: float = 0.25, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self._ping = ping
+        # calls beyond this wait here (untimed) rather than exhaust the connection pool
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._degraded = degraded
         self.failures = failures
         self.cooldown = cooldown
@@ -177,13 +183,18 @@ class Breaker:
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
         if self.open:
             raise RedisUnavailable("redis unavailable (circuit breaker open)")
-        try:
-            # socket timeouts bound each read; this also bounds pool waits and reconnects
-            async with asyncio.timeout(self.timeout * 2 + 0.05):
-                result = await fn(*args, **kw)
-        except _FAILURES as exc:
-            self._failed(exc)
-            raise
+        async with self._slots:
+            if self.open:
+                raise RedisUnavailable("redis unavailable (circuit breaker open)")
+            try:
+                # socket timeouts bound each read; this also bounds reconnects
+                async with asyncio.timeout(self.timeout * 2 + 0.05):
+                    result = await fn(*args, **kw)
+            except MaxConnectionsError:
+                raise  # pool exhaustion, not a Redis failure
+            except _FAILURES as exc:
+                self._failed(exc)
+                raise
         self.consecutive = 0
         return result
 
@@ -228,6 +239,15 @@ class Breaker:
                 pass
 
 
+def split_prefix(url: str) -> tuple[str, str | None]:
+    """Remove our ``prefix`` query parameter from a Redis URL: (url, prefix or None)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
 class RedisLink:
     """One client and one breaker, shared by the counters and the cache of a process."""
 
@@ -242,10 +262,15 @@ class RedisLink:
 
     @classmethod
     def from_url(cls, url: str, degraded: dict[str, str], *, timeout: float = 0.25,
-                 prefix: str = DEFAULT_PREFIX, **kw: Any) -> RedisLink:
+                 prefix: str | None = None, **kw: Any) -> RedisLink:
+        """``?prefix=...`` in the URL (ours) namespaces every key, so deployments can share
+        one Redis; the default prefix is ``cxr:``."""
+        url, url_prefix = split_prefix(url)
+        prefix = prefix or url_prefix or DEFAULT_PREFIX
         client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=False)
+            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=False,
+            max_connections=MAX_IN_FLIGHT + 8)
         return cls(client, degraded, timeout=timeout, prefix=prefix, **kw)
 
     def acquire(self) -> RedisLink:

@@ -113,14 +113,16 @@ async def create_version(store: SQLStore, account: str, gateway: str, route_id: 
     for _ in range(5):  # the number is unique per route; retry if a concurrent save took it
         try:
             async with store.engine.begin() as c:
+                # Write the route row first: it serialises concurrent saves of one route (a
+                # row lock on PostgreSQL, the write lock on SQLite) before the max is read.
+                await c.execute(t.routes.update().where(t.routes.c.id == route["id"])
+                                .values(modified_at=utcnow()))
                 top = (await c.execute(sa.select(sa.func.max(t.route_versions.c.number)).where(
                     t.route_versions.c.route_id == route["id"]))).scalar() or 0
                 version_id = uuid7()
                 await c.execute(t.route_versions.insert().values(
                     id=version_id, route_id=route["id"], number=top + 1, elements=elements,
                     comment=comment, created_at=utcnow()))
-                await c.execute(t.routes.update().where(t.routes.c.id == route["id"])
-                                .values(modified_at=utcnow()))
             return await get_version(store, account, gateway, route["id"], version_id)
         except IntegrityError:
             continue
