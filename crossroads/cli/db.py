@@ -40,10 +40,9 @@ def upgrade(data_dir: Path = DataDir, config: Path = Config) -> None:
     from crossroads.store.migrations import upgrade as up
 
     async def go(engine: AsyncEngine) -> str | None:
-        before = await current_version(engine)
-        await up(engine)
+        before = await up(engine)
         after = await current_version(engine)
-        console.print(f"schema: {before or 'none'} -> {after}" if before != after
+        console.print(f"schema: {before} -> {after}" if before is not None
                       else f"schema already at {after}")
         return after
 

@@ -268,6 +268,20 @@ class SQLStore:
     # -- logs (writes come from the batch writer) ------------------------------------------
     _LOG_COLUMNS = tuple(c.name for c in t.logs.c)
 
+    def _insert_logs_stmt(self) -> Any:
+        """INSERT that skips ids already stored: the log writer retries a batch whose commit
+        may have succeeded before the connection dropped, and a retry must not fail forever
+        on the primary key (nor write a record twice)."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(t.logs).on_conflict_do_nothing(index_elements=["id"])
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(t.logs).on_conflict_do_nothing(index_elements=["id"])
+        return t.logs.insert()
+
     async def insert_logs(self, rows: Sequence[dict[str, Any]]) -> None:
         """One multi-row insert; every row gets every column (executemany needs one shape)."""
         if rows:
@@ -278,4 +292,4 @@ class SQLStore:
                 r["custom_cost"] = bool(r["custom_cost"])
                 r["duration"] = r["duration"] or 0
             async with self.engine.begin() as c:
-                await c.execute(t.logs.insert(), full)
+                await c.execute(self._insert_logs_stmt(), full)

@@ -180,3 +180,10 @@ async def test_concurrent_log_writers_lose_nothing(store: SQLStore, acct: str) -
     batches = [[_log(acct, b * 50 + i) for i in range(50)] for b in range(10)]
     await asyncio.gather(*[store.insert_logs(b) for b in batches])
     assert await ls.count_logs(store, acct, "g1") == 500
+
+
+async def test_a_retried_log_batch_is_written_once(store: SQLStore, acct: str) -> None:
+    batch = [_log(acct, i) for i in range(5)]
+    await store.insert_logs(batch[:3])  # committed, but the writer never heard back
+    await store.insert_logs(batch)  # the writer's retry of the whole batch
+    assert await ls.count_logs(store, acct, "g1") == 5

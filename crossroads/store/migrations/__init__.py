@@ -78,7 +78,8 @@ def _stored_revision(sync_conn: Any) -> str | None:
     return sync_conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def _upgrade_sync(sync_conn: Any) -> None:
+def _upgrade_sync(sync_conn: Any) -> str | None:
+    """Upgrade under the caller's lock; the revision it started from, or None if at head."""
     cfg = alembic_config(sync_conn)
     current = _stored_revision(sync_conn)
     if current is None and sa.inspect(sync_conn).has_table("meta"):
@@ -88,8 +89,10 @@ def _upgrade_sync(sync_conn: Any) -> None:
         raise SchemaTooNew(f"the database schema is at revision {current}, which this release "
                            f"of Crossroads does not know (newest known: {SCHEMA_VERSION}); "
                            "upgrade Crossroads")
-    if current != SCHEMA_VERSION:
-        command.upgrade(cfg, "head")
+    if current == SCHEMA_VERSION:
+        return None
+    command.upgrade(cfg, "head")
+    return current or "none"
 
 
 @contextlib.contextmanager
@@ -110,16 +113,17 @@ def _file_lock(url: sa.URL) -> Iterator[None]:
         os.close(fd)
 
 
-async def upgrade(engine: AsyncEngine) -> None:
+async def upgrade(engine: AsyncEngine) -> str | None:
+    """Bring the schema to head. Returns the revision this call upgraded from ("none" for an
+    empty database), or None when the database was already at head."""
     if engine.dialect.name == "postgresql":
         async with engine.begin() as c:
             await c.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
                             {"k": ADVISORY_LOCK_KEY})
-            await c.run_sync(_upgrade_sync)
-        return
+            return await c.run_sync(_upgrade_sync)
     async with _async_file_lock(engine.url):
         async with engine.begin() as c:
-            await c.run_sync(_upgrade_sync)
+            return await c.run_sync(_upgrade_sync)
 
 
 @contextlib.asynccontextmanager
