@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -195,6 +196,7 @@ def main() -> int:
         print("== installing / checking peers", flush=True)
         peers.install_all(ctx)
     nginx = start_standin(tmp, ctx.standin_port, log_dir)
+    interrupted = None
     try:
         for inst in build_plan(conns):
             if only and inst.system not in only:
@@ -205,10 +207,15 @@ def main() -> int:
                     rows += failed_rows(inst.system, sc.key, labels, "not measured: time budget")
                 continue
             rows += run_instance(inst, ctx, nginx, cfg)
+    except (KeyboardInterrupt, SystemExit) as e:  # servers are stopped by the finally blocks
+        interrupted = f"interrupted ({type(e).__name__}); partial results"
+        print(f"bench: {interrupted}", flush=True)
     finally:
         nginx.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    if interrupted:
+        meta["interrupted"] = interrupted
     data = {"meta": meta, "rows": rows}
     data["summary"] = report.summarize(rows)
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -218,8 +225,13 @@ def main() -> int:
         latest.unlink()
     latest.symlink_to(stamp)
     print(f"report: {out / 'report.md'}  ({meta['elapsed_s']} s)", flush=True)
-    return 0
+    return 130 if interrupted else 0
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)  # stop our servers even when killed
     sys.exit(main())

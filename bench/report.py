@@ -152,6 +152,7 @@ def markdown(data: dict) -> str:
         f"kernel {meta['host']['kernel']} · {meta['nginx']} · {meta['wrk']} · "
         f"Python {meta['python']} · took {meta.get('elapsed_s', '?')} s",
         "",
+        *([f"**{meta['interrupted']}**", ""] if meta.get("interrupted") else []),
         f"Each closed-loop run: {s['warmup_s']:g} s warm-up, then {s['duration_s']:g} s measured "
         f"(wrk, 1 thread). Fixed-rate run: {s['rate']:g} req/s for {s['duration_s']:g} s, "
         "latency from the intended send time. Systems on core 0; wrk and the nginx stand-in "
