@@ -1,0 +1,20 @@
+import uuid
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crossroads.ids import uuid7
+
+
+@given(st.integers(min_value=0, max_value=2**48 - 1))
+def test_uuid7_layout(ms: int) -> None:
+    u = uuid.UUID(uuid7(ms))
+    assert u.version == 7
+    assert u.variant == uuid.RFC_4122
+    assert u.int >> 80 == ms
+
+
+def test_uuid7_sorts_by_time_and_is_unique() -> None:
+    ids = [uuid7(1_700_000_000_000 + i) for i in range(100)]
+    assert ids == sorted(ids)
+    assert len({uuid7(5) for _ in range(1000)}) == 1000
