@@ -8,6 +8,7 @@ answer, records usage and cost, and finishes the log record.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from crossroads.attempts import RetryPolicy, with_retries
@@ -72,6 +73,7 @@ class ChatAnswer(Answer):
         self.provider, self.model, self.adapter = provider, model, adapter
         self.resp, self.translator, self.kind = resp, translator, kind
         self.cache_fill: Any = None  # set by the cache layer: callable(CachedAnswer)
+        self.sent_at = time.perf_counter()  # when the request went upstream
 
     def close(self) -> None:
         self.resp.close()
@@ -95,7 +97,8 @@ class ChatAnswer(Answer):
             self.cache_fill(CachedAnswer(200, "application/json", parsed.body, self.provider,
                                          self.model, parsed.usage.prompt_tokens,
                                          parsed.usage.completion_tokens))
-        await out.whole(200, call.base_headers() + [JSON_CT], parsed.body)
+        await out.whole(200, call.base_headers() + [JSON_CT, server_timing(call, self.sent_at)],
+                        parsed.body)
         account_usage(call, self.provider, self.model, parsed.usage)
         call.record["response_body"] = parsed.body[: call.rt.settings.log_body_cap]
         call.record["response_size"] = len(parsed.body)
@@ -109,7 +112,8 @@ class ChatAnswer(Answer):
         kept: list[bytes] = []
         kept_len = 0
         whole: list[bytes] | None = [] if self.cache_fill is not None else None
-        await out.start(200, call.base_headers() + SSE_HEADERS)
+        await out.start(200, call.base_headers() + SSE_HEADERS
+                        + [server_timing(call, self.sent_at)])
         try:
             data = tr.feed(self.resp.first)
             async for chunk in self.resp.chunks():
@@ -184,6 +188,7 @@ async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
     async def attempt(timeout: float | None) -> UpstreamResponse:
         return await call.rt.upstream.open(req, timeout)
 
+    sent_at = time.perf_counter()
     try:
         resp = await with_retries(attempt, policy, call.rt.clock)
     except ProviderHTTPError as err:
@@ -192,7 +197,19 @@ async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
     if stream:
         include = bool((body.get("stream_options") or {}).get("include_usage"))
         translator = adapter.chat_stream(model, include)
-    return ChatAnswer(slug, model, adapter, resp, translator, kind)
+    answer = ChatAnswer(slug, model, adapter, resp, translator, kind)
+    answer.sent_at = sent_at
+    return answer
+
+
+def server_timing(call: Call, sent_at: float) -> tuple[bytes, bytes]:
+    """``Server-Timing``: time waiting for the provider vs. the gateway's own time so far,
+    so a caller can see that the gateway is not the slow part."""
+    now = time.perf_counter()
+    upstream = (now - sent_at) * 1000
+    gateway = max((now - call.started) * 1000 - upstream, 0.0)
+    return (b"server-timing",
+            f"upstream;dur={upstream:.2f}, gateway;dur={gateway:.2f}".encode())
 
 
 async def relay_guarded(answer: Answer, call: Call, out: Responder) -> None:

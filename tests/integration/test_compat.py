@@ -270,3 +270,13 @@ def test_stored_key_never_leaks(gateway: RunningGateway, openai_up: StandinServe
     raw = gateway.rt.store.url.split("///")[-1]
     with open(raw, "rb") as f:
         assert b"sk-stored-secret-123456" not in f.read()
+
+
+def test_server_timing_separates_gateway_and_upstream_time(gateway: RunningGateway) -> None:
+    import re
+
+    raw = client(gateway, gateway.token()).chat.completions.with_raw_response.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    m = re.fullmatch(r"upstream;dur=([\d.]+), gateway;dur=([\d.]+)", raw.headers["server-timing"])
+    assert m is not None
+    assert float(m.group(1)) > 0 and float(m.group(2)) >= 0
