@@ -27,9 +27,14 @@ class LogWriter:
         self.written = 0
         self.failing = False
         self._busy = False
+        self._batch: list[dict[str, Any]] = []  # taken from the queue, not yet written
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        # set by crossroads.retention: False = do not store (a STOP_INSERTING gateway is full)
+        self.accept: Callable[[dict[str, Any]], bool] | None = None
 
     def put(self, record: dict[str, Any]) -> None:
+        if self.accept is not None and not self.accept(record):
+            return
         try:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
@@ -46,6 +51,12 @@ class LogWriter:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    def pending_for(self, account: str, gateway: str) -> int:
+        """Records of one gateway queued or being written, not yet in the store."""
+        waiting = list(self._queue._queue) + self._batch  # type: ignore[attr-defined]
+        return sum(1 for r in waiting
+                   if r.get("gateway_id") == gateway and r.get("account_id") == account)
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -54,12 +65,13 @@ class LogWriter:
             first = await self._queue.get()
             self._busy = True
             try:
-                batch = [first]
+                batch = self._batch = [first]
                 await asyncio.sleep(self._interval)
                 while len(batch) < self._batch_size and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 await self._write(batch)
             finally:
+                self._batch = []
                 self._busy = False
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:

@@ -43,6 +43,7 @@ class Runtime:
         self.cache: Any = None
         self.degraded: dict[str, str] = {}
         self._poller: asyncio.Task[None] | None = None
+        self.retention: Any = None  # crossroads.retention.Retention, once started
         self._extras: list[Any] = []
 
     # -- life cycle ------------------------------------------------------------------------
@@ -54,6 +55,10 @@ class Runtime:
         await self.reload()
         await self.upstream.start()
         self.logs.start()
+        from crossroads.retention import Retention
+
+        self.retention = Retention(self)
+        self.retention.start()
         self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def _build_backends(self) -> None:
@@ -68,6 +73,8 @@ class Runtime:
     async def stop(self) -> None:
         if self._poller is not None:
             self._poller.cancel()
+        if self.retention is not None:
+            await self.retention.stop()
         await self.logs.stop()
         await self.upstream.close()
         await self.counters.close()

@@ -218,16 +218,10 @@ def _query(account: str, gateway: str, request: Request) -> logstore.LogQuery:
                        qp.getlist("filters.value"))
     filters: list[logstore.Filter] = []
     if keys:
-        # the SDK flattens filters=[{key, operator, value:[...]}] into repeated params paired
-        # by position; a filter with several values repeats filters.value (we pair one each)
         if len(keys) != len(ops):
             raise BadRequest("each filters.key needs a filters.operator")
-        per = max(len(vals) // len(keys), 1) if vals else 0
-        for i, (k, o) in enumerate(zip(keys, ops, strict=True)):
-            v = vals[i * per:(i + 1) * per] if per else []
-            if i == len(keys) - 1:
-                v = vals[i * per:]
-            filters.append(logstore.Filter(k, o, [_scalar(x) for x in v]))
+        for k, o, v in zip(keys, ops, _pair_values(keys, ops, vals), strict=True):
+            filters.append(logstore.Filter(k, o, [_value(k, x) for x in v]))
     simple = {k: qp.get(k) for k in ("cached", "success", "provider", "model", "model_type",
                                      "feedback", "min_cost", "max_cost", "min_duration",
                                      "max_duration", "min_tokens_in", "max_tokens_in",
@@ -244,6 +238,75 @@ def _query(account: str, gateway: str, request: Request) -> logstore.LogQuery:
         raise BadRequest("direction must be asc or desc")
     return logstore.LogQuery(account, gateway, filters, qp.get("order_by", "created_at"),
                              direction, page, per_page, qp.get("search"), simple)
+
+
+_NUMERIC_FILTERS = frozenset({"cost", "tokens", "tokens_in", "tokens_out", "duration",
+                              "feedback", "status_code"})
+_BOOLEAN_FILTERS = frozenset({"success", "cached"})
+_STRING_FILTERS = frozenset({"id", "provider", "model", "model_type", "event_id",
+                             "request_type", "request_content_type", "response_content_type",
+                             "metadata.key", "route", "path"})
+
+
+def _fits(key: str, raw: str) -> bool:
+    if key in _NUMERIC_FILTERS:
+        try:
+            float(raw)
+        except ValueError:
+            return False
+        return True
+    if key in _BOOLEAN_FILTERS:
+        return raw.lower() in ("true", "false", "1", "0")
+    return True
+
+
+def _pair_values(keys: list[str], ops: list[str], vals: list[str]) -> list[list[str]]:
+    """Give each filter its values. The SDK flattens ``filters=[{key, operator, value:[...]}]``
+    into repeated ``filters.key`` / ``filters.operator`` / ``filters.value`` params, so with
+    several values per filter the split is not on the wire: find the first split (fewest values
+    to the earlier filters) where every filter has at least one value, ``lt``/``gt`` exactly
+    one, and each value fits its key's type (a number for cost/tokens/..., a boolean for
+    success/cached)."""
+    n, m = len(keys), len(vals)
+    if n > 50 or m > 500:
+        raise BadRequest("too many filters or filter values")
+    if m == 0:
+        return [[] for _ in keys]  # the store answers "needs a value"
+    seen: set[tuple[int, int]] = set()
+
+    def place(i: int, j: int) -> list[int] | None:
+        """Counts for filters i.. using values j..; None if impossible."""
+        if i == n:
+            return [] if j == m else None
+        if (i, j) in seen:
+            return None
+        most = 1 if ops[i] in ("lt", "gt") else m - j - (n - i - 1)
+        for take in range(1, most + 1):
+            if not _fits(keys[i], vals[j + take - 1]):
+                break
+            rest = place(i + 1, j + take)
+            if rest is not None:
+                return [take] + rest
+        seen.add((i, j))
+        return None
+
+    counts = place(0, 0)
+    if counts is None:
+        raise BadRequest("cannot pair filters.value with filters.key: each filter needs at "
+                         "least one value of its key's type (lt/gt exactly one)")
+    out, j = [], 0
+    for c in counts:
+        out.append(vals[j:j + c])
+        j += c
+    return out
+
+
+def _value(key: str, raw: str) -> Any:
+    """A filter value from the query string: text for text keys, else JSON (numbers,
+    booleans), falling back to the text."""
+    if key in _STRING_FILTERS:
+        return raw
+    return _scalar(raw)
 
 
 def _scalar(v: str) -> Any:

@@ -65,10 +65,12 @@ def _metadata_clause(f: Filter) -> Any:
     clauses = []
     for v in f.values:
         if f.key == "metadata.key":
-            needle = orjson.dumps(str(v)).decode() + ":"
-        else:
-            needle = ":" + orjson.dumps(v).decode()
-        like = L.metadata.contains(needle, autoescape=True)
+            needles = {orjson.dumps(str(v)).decode() + ":"}
+        else:  # a value sent as 5 matches 5 and "5" (the query string does not say which)
+            needles = {":" + orjson.dumps(v).decode(), ":" + orjson.dumps(str(v)).decode()}
+            if isinstance(v, bool):
+                needles.add(":" + orjson.dumps(str(v).lower()).decode())
+        like = sa.or_(*[L.metadata.contains(n, autoescape=True) for n in sorted(needles)])
         clauses.append(~like if f.operator == "neq" else like)
     if f.operator == "neq":
         return sa.and_(*clauses)

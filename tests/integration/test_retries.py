@@ -229,3 +229,45 @@ def test_step_config_attempts_and_timeout_override_headers(
                    **{"cf-aig-max-attempts": "1", "cf-aig-request-timeout": "100"})
     assert r.status_code == 200
     assert clock.sleeps == [0.01, 0.02]
+
+
+# -- every numeric cf-aig-* header: out of range is a 400 naming the header and the range ----
+
+@pytest.mark.parametrize("header,value,needles", [
+    ("cf-aig-max-attempts", "0", ["1", "5"]),
+    ("cf-aig-max-attempts", "6", ["1", "5"]),
+    ("cf-aig-max-attempts", "two", ["1", "5"]),
+    ("cf-aig-retry-delay", "-1", ["0", "5000"]),
+    ("cf-aig-retry-delay", "5001", ["0", "5000"]),
+    ("cf-aig-retry-delay", "1.5", ["0", "5000"]),
+    ("cf-aig-request-timeout", "0", ["1", "3600000"]),
+    ("cf-aig-request-timeout", "3600001", ["1", "3600000"]),
+    ("cf-aig-request-timeout", "soon", ["1", "3600000"]),
+    ("cf-aig-cache-ttl", "59", ["60", "2592000"]),
+    ("cf-aig-cache-ttl", "2592001", ["60", "2592000"]),
+    ("cf-cache-ttl", "30", ["60", "2592000"]),
+    ("cf-aig-backoff", "fibonacci", ["constant", "linear", "exponential"]),
+    ("cf-aig-skip-cache", "maybe", ["true", "false"]),
+    ("cf-aig-collect-log", "perhaps", ["true", "false"]),
+    ("cf-aig-collect-log-payload", "2", ["true", "false"]),
+])
+def test_out_of_range_headers(gateway: RunningGateway, openai_up: StandinServer, header: str,
+                              value: str, needles: list[str]) -> None:
+    r = post(gateway, gateway.token(), **{header: value})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"][0]
+    assert err["code"] == 2003
+    name = "cf-aig-cache-ttl" if header == "cf-cache-ttl" else header
+    assert name in err["message"]
+    for n in needles:
+        assert n in err["message"], err["message"]
+    assert openai_up.app[STATE].calls == []
+
+
+@pytest.mark.parametrize("header,value", [
+    ("cf-aig-max-attempts", "1"), ("cf-aig-max-attempts", "5"),
+    ("cf-aig-retry-delay", "0"), ("cf-aig-retry-delay", "5000"),
+    ("cf-aig-request-timeout", "1000"), ("cf-aig-cache-ttl", "0"),
+])
+def test_in_range_edges_are_accepted(gateway: RunningGateway, header: str, value: str) -> None:
+    assert post(gateway, gateway.token(), **{header: value}).status_code == 200
