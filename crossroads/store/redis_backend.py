@@ -20,7 +20,8 @@ Counters
 
 Failure handling
     The client uses short socket timeouts (``store_timeout``) and no retries. A ``Breaker``
-    counts consecutive connection failures and timeouts; after ``failures`` of them it opens:
+    counts consecutive connection failures; after ``failures`` of them it opens (a timeout
+    opens it only if a PING with a longer deadline also fails, see ``Breaker._suspect``):
     every call raises ``RedisUnavailable`` at once (no network wait) and ``rt.degraded["redis"]``
     says so, which ``/healthz`` shows. A background probe PINGs every ``cooldown`` seconds and
     closes the breaker when Redis answers. Callers apply the gateway's ``limits_on_store_failure``
@@ -179,6 +180,7 @@ class Breaker:
         self.open = False
         self.opened = 0  # how many times it opened (for tests and logs)
         self._probe: asyncio.Task[None] | None = None
+        self._confirm: asyncio.Task[None] | None = None
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
         if self.open:
@@ -192,6 +194,9 @@ class Breaker:
                     result = await fn(*args, **kw)
             except MaxConnectionsError:
                 raise  # pool exhaustion, not a Redis failure
+            except (TimeoutError, RedisTimeoutError):
+                self._suspect()
+                raise
             except _FAILURES as exc:
                 self._failed(exc)
                 raise
@@ -203,6 +208,27 @@ class Breaker:
         if self.consecutive >= self.failures and not self.open:
             self.trip(f"unreachable ({type(exc).__name__}); calls stopped, probing every "
                       f"{self.cooldown:g} s")
+
+    def _suspect(self) -> None:
+        """A timeout may be Redis stalling or only this process's event loop lagging under a
+        burst (the reply was there, read late). Opening on timeouts alone would drop every
+        limit exactly when load peaks, so a timeout only opens the breaker if a PING with a
+        generous deadline also goes unanswered."""
+        if self.open or (self._confirm is not None and not self._confirm.done()):
+            return
+        self._confirm = asyncio.get_running_loop().create_task(self._confirm_down())
+
+    async def _confirm_down(self) -> None:
+        deadline = max(1.0, 4 * self.timeout)
+        try:
+            async with asyncio.timeout(deadline):
+                await self._ping()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not self.open:
+                self.trip(f"unreachable ({type(exc).__name__}: no answer to PING within "
+                          f"{deadline:g} s); calls stopped, probing every {self.cooldown:g} s")
 
     def trip(self, reason: str) -> None:
         self.open = True
@@ -231,12 +257,13 @@ class Breaker:
             self._close()
 
     async def aclose(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            try:
-                await self._probe
-            except (asyncio.CancelledError, Exception):
-                pass
+        for task in (self._probe, self._confirm):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
 
 
 def split_prefix(url: str) -> tuple[str, str | None]:
