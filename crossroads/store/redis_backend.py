@@ -168,8 +168,10 @@ class Breaker:
 
     def __init__(self, ping: Callable[[], Awaitable[Any]], degraded: dict[str, str], *,
                  failures: int = BREAKER_FAILURES, cooldown: float = BREAKER_COOLDOWN,
-                 timeout: float = 0.25, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 timeout: float = 0.25, max_in_flight: int = MAX_IN_FLIGHT,
+                 on_recover: Callable[[], Awaitable[Any]] | None = None) -> None:
         self._ping = ping
+        self._on_recover = on_recover
         # calls beyond this wait here (untimed) rather than exhaust the connection pool
         self._slots = asyncio.Semaphore(max_in_flight)
         self._degraded = degraded
@@ -254,6 +256,11 @@ class Breaker:
                 raise
             except Exception:
                 continue
+            if self._on_recover is not None:
+                try:  # e.g. drop pooled connections to the Redis that went away
+                    await self._on_recover()
+                except Exception:
+                    pass
             self._close()
 
     async def aclose(self) -> None:
@@ -284,7 +291,7 @@ class RedisLink:
         self.client = client
         self.prefix = prefix
         self.breaker = Breaker(client.ping, degraded, failures=failures, cooldown=cooldown,
-                               timeout=timeout)
+                               timeout=timeout, on_recover=client.connection_pool.disconnect)
         self._users = 0
 
     @classmethod
@@ -296,7 +303,10 @@ class RedisLink:
         prefix = prefix or url_prefix or DEFAULT_PREFIX
         client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=False,
+            # one immediate retry, on connection errors only: a pooled connection may have
+            # been closed by the server (restart, idle timeout, fail-over)
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            health_check_interval=0, decode_responses=False,
             max_connections=MAX_IN_FLIGHT + 8)
         return cls(client, degraded, timeout=timeout, prefix=prefix, **kw)
 

@@ -216,3 +216,33 @@ async def test_a_redis_error_answer_does_not_open_the_breaker(
             await breaker.call(client.lpush, prefix + "str", "y")
     assert not breaker.open and degraded == {}
     assert math.isclose(float(await breaker.call(client.incrbyfloat, prefix + "f", 0.5)), 0.5)
+
+
+async def test_timeouts_open_the_breaker_only_if_a_ping_also_fails() -> None:
+    """A burst can lag the event loop past the socket timeout while Redis is fine: that must
+    not switch every limit off. A stalled Redis (PING unanswered too) does open it."""
+    degraded: dict[str, str] = {}
+    stalled = asyncio.Event()
+
+    async def ping() -> bool:
+        if stalled.is_set():
+            await asyncio.Event().wait()  # never answers
+        return True
+
+    async def slow() -> None:
+        raise TimeoutError
+
+    breaker = Breaker(ping, degraded, failures=1, cooldown=60, timeout=0.01)
+    for _ in range(5):
+        with pytest.raises(TimeoutError):
+            await breaker.call(slow)
+    assert breaker._confirm is not None
+    await breaker._confirm  # the PING answered
+    assert not breaker.open and degraded == {}
+    stalled.set()
+    with pytest.raises(TimeoutError):
+        await breaker.call(slow)
+    assert breaker._confirm is not None
+    await breaker._confirm  # PING unanswered within its (longer) deadline
+    assert breaker.open and "no answer to PING" in degraded["redis"]
+    await breaker.aclose()
