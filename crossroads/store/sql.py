@@ -267,6 +267,13 @@ class SQLStore:
 
     # -- logs (writes come from the batch writer) ------------------------------------------
     _LOG_COLUMNS = tuple(c.name for c in t.logs.c)
+    _CREATED = _LOG_COLUMNS.index("created_at")
+    _DURATION = _LOG_COLUMNS.index("duration")
+    _CACHED = _LOG_COLUMNS.index("cached")
+    _CUSTOM = _LOG_COLUMNS.index("custom_cost")
+    _BOOLS = tuple(i for i, c in enumerate(t.logs.c) if isinstance(c.type, sa.Boolean))
+    _SQLITE_INSERT = (f"INSERT INTO logs ({', '.join(_LOG_COLUMNS)}) VALUES "
+                      f"({', '.join('?' for _ in _LOG_COLUMNS)}) ON CONFLICT (id) DO NOTHING")
 
     def _insert_logs_stmt(self) -> Any:
         """INSERT that skips ids already stored: the log writer retries a batch whose commit
@@ -284,12 +291,42 @@ class SQLStore:
 
     async def insert_logs(self, rows: Sequence[dict[str, Any]]) -> None:
         """One multi-row insert; every row gets every column (executemany needs one shape)."""
-        if rows:
-            cols = self._LOG_COLUMNS
-            full = [{c: r.get(c) for c in cols} for r in rows]
-            for r in full:
-                r["cached"] = bool(r["cached"])
-                r["custom_cost"] = bool(r["custom_cost"])
-                r["duration"] = r["duration"] or 0
-            async with self.engine.begin() as c:
-                await c.execute(self._insert_logs_stmt(), full)
+        if not rows:
+            return
+        if self.dialect == "sqlite":
+            await self._insert_logs_sqlite(rows)
+            return
+        cols = self._LOG_COLUMNS
+        full = [{c: r.get(c) for c in cols} for r in rows]
+        for r in full:
+            r["cached"] = bool(r["cached"])
+            r["custom_cost"] = bool(r["custom_cost"])
+            r["duration"] = r["duration"] or 0
+        async with self.engine.begin() as c:
+            await c.execute(self._insert_logs_stmt(), full)
+
+    async def _insert_logs_sqlite(self, rows: Sequence[dict[str, Any]]) -> None:
+        """The embedded default's fast path: plain tuples to the driver's executemany.
+
+        SQLAlchemy's per-row parameter processing cost ~40 µs of CPU per log row, a third of
+        a request's budget; values are converted here as SQLAlchemy stores them on SQLite
+        (naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1), so reads are unchanged.
+        """
+        cols = self._LOG_COLUMNS
+        params = []
+        for r in rows:
+            row = [r.get(c) for c in cols]
+            created = row[self._CREATED]
+            if created is not None:
+                if created.tzinfo is not None:
+                    created = created.astimezone(dt.UTC)
+                row[self._CREATED] = created.strftime("%Y-%m-%d %H:%M:%S.%f")
+            for i in self._BOOLS:
+                if row[i] is not None:
+                    row[i] = int(bool(row[i]))
+            row[self._DURATION] = row[self._DURATION] or 0
+            row[self._CACHED] = row[self._CACHED] or 0
+            row[self._CUSTOM] = row[self._CUSTOM] or 0
+            params.append(tuple(row))
+        async with self.engine.begin() as c:
+            await c.exec_driver_sql(self._SQLITE_INSERT, params)
