@@ -1,0 +1,76 @@
+"""cf-aig-* header parsing and the pricing table: pure functions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crossroads.errors import InvalidHeader
+from crossroads.headers import parse_metadata, parse_options
+from crossroads.providers.base import Usage
+from crossroads.providers.pricing import Rates, cost_of, parse_custom_cost, rates_for
+
+
+def test_defaults() -> None:
+    o = parse_options({})
+    assert o.metadata == {} and o.byok_alias == "default" and o.cache_ttl is None
+
+
+@pytest.mark.parametrize("name,value", [
+    ("cf-aig-cache-ttl", "30"), ("cf-aig-cache-ttl", "2592001"), ("cf-aig-cache-ttl", "x"),
+    ("cf-aig-max-attempts", "0"), ("cf-aig-max-attempts", "6"),
+    ("cf-aig-retry-delay", "5001"), ("cf-aig-retry-delay", "-1"),
+    ("cf-aig-request-timeout", "0"), ("cf-aig-backoff", "random"),
+    ("cf-aig-skip-cache", "maybe"), ("cf-aig-collect-log", "2"),
+    ("cf-aig-custom-cost", '{"per_token_in": -1, "per_token_out": 0}'),
+    ("cf-aig-custom-cost", "[]"), ("cf-aig-metadata", "{"),
+])
+def test_bad_values_name_the_header(name: str, value: str) -> None:
+    with pytest.raises(InvalidHeader) as ei:
+        parse_options({name: value})
+    assert name in ei.value.message
+
+
+def test_cache_ttl_zero_and_bounds_accepted() -> None:
+    assert parse_options({"cf-aig-cache-ttl": "0"}).cache_ttl == 0
+    assert parse_options({"cf-aig-cache-ttl": "60"}).cache_ttl == 60
+    assert parse_options({"cf-cache-ttl": "2592000"}).cache_ttl == 2592000
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8),
+                       st.one_of(st.text(max_size=5), st.integers(), st.booleans(),
+                                 st.floats(allow_nan=False, allow_infinity=False)),
+                       max_size=9))
+def test_metadata_keeps_first_five_non_reserved(meta: dict) -> None:
+    out = parse_metadata(json.dumps(meta))
+    expected = [k for k in meta if not k.startswith("cf.")][:5]
+    assert list(out) == expected
+
+
+def test_metadata_nested_is_refused() -> None:
+    with pytest.raises(InvalidHeader, match="flat"):
+        parse_metadata('{"a": [1]}')
+
+
+def test_pricing_prefix_match_and_cache_rates() -> None:
+    r = rates_for("openai", "gpt-4o-mini-2024-07-18")
+    assert r == rates_for("openai", "gpt-4o-mini")
+    assert rates_for("anthropic", "claude-3-5-haiku-latest") is not None
+    assert rates_for("aws-bedrock", "us.anthropic.claude-3-5-haiku-20241022-v1:0") is not None
+    assert rates_for("openai", "no-such-model") is None
+    u = Usage(prompt_tokens=1000, completion_tokens=100, cached_tokens=400,
+              cache_write_tokens=100)
+    rates = rates_for("anthropic", "claude-sonnet-4")
+    assert rates is not None
+    expected = (500 * 3 + 400 * 0.3 + 100 * 3.75 + 100 * 15) / 1e6
+    assert cost_of("anthropic", "claude-sonnet-4", u) == pytest.approx(expected)
+
+
+def test_custom_cost_overrides_and_defaults_cache_rates_to_input() -> None:
+    rates = parse_custom_cost('{"per_token_in": 0.001, "per_token_out": 0.002}')
+    assert rates == Rates(0.001, 0.002, None, None)
+    u = Usage(prompt_tokens=10, completion_tokens=5, cached_tokens=4)
+    assert cost_of("openai", "anything", u, rates) == pytest.approx(10 * 0.001 + 5 * 0.002)
