@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from procs import LOAD_CORE
+from procs import LOAD_CORE, pinned, run_boosted
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "wrk_post.lua"
@@ -86,13 +85,11 @@ def run_wrk(
         BENCH_HEADERS_FILE=str(hdr_path),
         BENCH_COUNT_HEADER=(count_header or "").lower(),
     )
-    argv = [
-        "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s",
+    argv = pinned(LOAD_CORE, [
+        "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s",
         f"--timeout={timeout_s}s", "--latency", "-s", str(LUA), url,
-    ]  # fmt: skip
-    proc = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=duration + timeout_s + 30
-    )
+    ])  # fmt: skip
+    proc = run_boosted(argv, timeout=duration + timeout_s + 30, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
     return parse_wrk(proc.stdout)
@@ -108,12 +105,12 @@ def run_fixed_rate(
     conns: int = 64,
 ) -> dict:
     body_path, hdr_path = _write_inputs(tmp, body, headers)
-    argv = [
-        "taskset", "-c", LOAD_CORE, sys.executable, str(HERE / "fixedrate.py"),
+    argv = pinned(LOAD_CORE, [
+        sys.executable, str(HERE / "fixedrate.py"),
         "--url", url, "--body-file", str(body_path), "--headers-file", str(hdr_path),
         "--rate", str(rate), "--duration", str(duration), "--connections", str(conns),
-    ]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    ])  # fmt: skip
+    proc = run_boosted(argv, timeout=duration + 60)
     if proc.returncode != 0:
         raise RuntimeError(f"fixedrate exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

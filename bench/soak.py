@@ -130,7 +130,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="crossroads-soak-"))
     ctx = Context(tmp=tmp, log_dir=out / "logs", standin_port=procs.free_port())
     nginx = start_standin(tmp, ctx.standin_port, ctx.log_dir)
-    server = None
+    server = gen = None
     try:
         try:
             server, target = start_target(kind, ctx)
@@ -139,14 +139,17 @@ def main() -> int:
             (out / "soak.md").write_text(f"# Crossroads soak\n\nfailed: {e}\n")
             return 1
         body_path, hdr_path = _write_inputs(tmp, target.body, target.headers)
-        argv = [
-            "taskset", "-c", LOAD_CORE, sys.executable, str(HERE / "fixedrate.py"),
+        argv = procs.pinned(LOAD_CORE, [
+            sys.executable, str(HERE / "fixedrate.py"),
             "--url", target.url, "--body-file", str(body_path), "--headers-file", str(hdr_path),
             "--rate", str(rate), "--duration", str(seconds), "--warmup", "0",
-        ]  # fmt: skip
+        ])  # fmt: skip
         print(f"soak: {kind} at {rate:g} req/s for {seconds:g} s (RSS every {SAMPLE_EVERY:g} s)")
         cpu0 = procs.tree_cpu_seconds(server.pid)
-        gen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        gen = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        procs.boost(gen.pid)
         samples = sample_loop(server, gen, seconds)
         cpu1 = procs.tree_cpu_seconds(server.pid)
         stdout, stderr = gen.communicate(timeout=120)
@@ -155,6 +158,8 @@ def main() -> int:
         except (IndexError, ValueError):
             load = {"error": stderr.strip()[-400:]}
     finally:
+        if gen is not None and gen.poll() is None:
+            procs.stop_process(gen, grace=2)
         if server is not None:
             server.stop()
         nginx.stop()
