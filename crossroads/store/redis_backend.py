@@ -418,7 +418,7 @@ class RedisCache:
         blob = await self._run(self.client.get, self.prefix + key)
         if blob is None:
             return None
-        answer, expires = decode_answer(blob)
+        answer, expires = decode_answer(blob if isinstance(blob, bytes) else blob.encode())
         if expires <= now:
             return None
         return answer

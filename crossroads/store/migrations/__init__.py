@@ -75,7 +75,8 @@ def _stored_revision(sync_conn: Any) -> str | None:
     insp = sa.inspect(sync_conn)
     if not insp.has_table("alembic_version"):
         return None
-    return sync_conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    rev = sync_conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    return None if rev is None else str(rev)
 
 
 def _upgrade_sync(sync_conn: Any) -> str | None:
