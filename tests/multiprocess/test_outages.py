@@ -39,6 +39,7 @@ def test_redis_killed_mid_load_fails_open_or_closed_and_recovers(
         redis_private: RedisServer, upstream: StandinServer, tmp_path: Path) -> None:
     gw = Gateway({"CROSSROADS_REDIS_URL": redis_private.url,
                   "CROSSROADS_UPSTREAM_OPENAI": upstream.url + "/v1"}, tmp_path / "gw")
+    restarted = RedisServer(redis_private.port)
     try:
         _limits(gw, "open")
         results = asyncio.run(drive([gw.url], 300, 10, after={100: redis_private.kill}))
@@ -53,7 +54,7 @@ def test_redis_killed_mid_load_fails_open_or_closed_and_recovers(
         refused = asyncio.run(drive([gw.url], 20, 10))
         assert statuses(refused) == {503: 20}
 
-        RedisServer(redis_private.port).start()  # back, empty, on the same port
+        restarted.start()  # back, empty, on the same port
         wait_until(lambda: "redis" not in gw.health()["degraded"], 10,
                    "the breaker's probe to see Redis again")
         back = asyncio.run(drive([gw.url], 20, 10))
@@ -61,6 +62,7 @@ def test_redis_killed_mid_load_fails_open_or_closed_and_recovers(
         assert all("x-ratelimit-remaining" in r.headers for r in back)
     finally:
         gw.stop()
+        restarted.kill()
 
 
 def test_postgres_killed_mid_load_loses_no_logs(upstream: StandinServer, tmp_path: Path
