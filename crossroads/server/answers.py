@@ -217,6 +217,8 @@ async def relay_guarded(answer: Answer, call: Call, out: Responder) -> None:
     try:
         await answer.relay(call, out)
     except GatewayError as exc:
+        if not out.started:
+            out.extra_headers = call.base_headers()
         await out.error(exc)
         call.finish(status=exc.status if not out.started else out.status, success=False,
                     error=exc.message)

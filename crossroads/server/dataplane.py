@@ -102,8 +102,11 @@ class DataPlane:
             watcher = asyncio.get_running_loop().create_task(_watch(receive, task, out))
             await self._route(call, rest, scope, body, out)
         except GatewayError as exc:
-            if call is not None and not call.record.get("status_code"):
-                call.finish(status=exc.status, success=False, error=exc.message)
+            if call is not None:
+                if not call.record.get("status_code"):
+                    call.finish(status=exc.status, success=False, error=exc.message)
+                if not out.started:  # the log id (and step, ...) on gateway errors too
+                    out.extra_headers = call.base_headers()
             await out.error(exc)
         except asyncio.CancelledError:
             if call is not None and not call.record.get("status_code"):

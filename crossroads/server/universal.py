@@ -102,5 +102,4 @@ async def universal(plane: Any, call: Call, body: bytes, out: Responder) -> None
         await relay_guarded(last_answer, call, out)
         return
     assert last_error is not None
-    last_error.headers = dict(last_error.headers, **{"cf-aig-step": str(len(steps) - 1)})
-    raise last_error
+    raise last_error  # the error answer carries cf-aig-step (call.response_headers)

@@ -69,6 +69,7 @@ def test_429_envelope_and_headers(clocked: tuple[RunningGateway, FakeClock],
     assert refused.headers["x-ratelimit-remaining"] == "0"
     assert refused.headers["x-ratelimit-reset"] == "15"
     assert refused.headers["cf-aig-error-source"] == "gateway"
+    assert refused.headers["cf-aig-log-id"] in {r["id"] for r in gw.logs()}
     assert len(openai_up.app[STATE].calls) == 2
     clock.set(T0 + 60)  # the next window
     assert post(gw, token).status_code == 200

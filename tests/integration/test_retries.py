@@ -144,6 +144,7 @@ def test_single_attempt_timeout_is_a_504(gateway: RunningGateway,
     assert body["success"] is False and body["error"][0]["code"] == 2007
     row = gateway.logs()[0]
     assert row["status_code"] == 504 and row["success"] is False
+    assert r.headers["cf-aig-log-id"] == row["id"]  # gateway errors carry the log id too
 
 
 def _wait_for(pred: Callable[[], bool], limit: float = 10.0) -> None:
