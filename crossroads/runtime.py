@@ -68,6 +68,13 @@ class Runtime:
             from crossroads.store.redis_backend import build_redis_counters
 
             self.counters = await build_redis_counters(self)
+        elif self._counters_override is None and (self.settings.workers > 1
+                                                  or self.store.dialect != "sqlite"):
+            # several processes share this database and there is no Redis: count in the
+            # database, so a limit of N admits N in total rather than N per process
+            from crossroads.store.sql_counters import SQLCounters
+
+            self.counters = SQLCounters(self.store)
         self.cache = await build_cache(self)
 
     async def stop(self) -> None:

@@ -135,3 +135,13 @@ logs = sa.Table(
     sa.Index("ix_logs_gateway_model", "gateway_id", "model"),
     sa.Index("ix_logs_event", "event_id"),
 )
+
+# Shared counters in the database: used for limits when several processes share one database
+# and no Redis is configured (crossroads.store.sql_counters).
+counters = sa.Table(
+    "counters", metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import sqlalchemy as sa
 
 from backends import services
 from crossroads.cache import MemoryCache
 from crossroads.limits import MemoryCounters
 from crossroads.store.redis_backend import RedisCache, RedisCounters
 from crossroads.store.sql import SQLStore
+from crossroads.store.sql_counters import SQLCounters
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +48,20 @@ async def redis_client() -> AsyncIterator[tuple[aioredis.Redis, str]]:
         yield pair
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+@pytest.fixture(params=["memory", "redis", "sqlite", "postgresql"])
+async def counters(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     if request.param == "memory":
         yield MemoryCounters()
+        return
+    if request.param in ("sqlite", "postgresql"):
+        url = (f"sqlite+aiosqlite:///{tmp_path}/counters.db" if request.param == "sqlite"
+               else services.sa_url(request.getfixturevalue("pg_database")))
+        store = SQLStore(url)
+        await store.create_schema()
+        async with store.engine.begin() as c:  # the session's PG database is shared
+            await c.execute(sa.text("DELETE FROM counters"))
+        yield SQLCounters(store)
+        await store.close()
         return
     async with redis_scope() as (client, prefix):
         yield RedisCounters(client, prefix)
