@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from backends import services
 from harness import StandinServer
 
-from backends import services
 from multiprocess.procs import Gateway, chat_path, drive, statuses, wait_until
 
 
