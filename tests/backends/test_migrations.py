@@ -13,11 +13,19 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from crossroads.store import schema as t
-from crossroads.store.migrations import SCHEMA_VERSION, SchemaTooNew, current_version, upgrade
+from crossroads.store.migrations import (
+    BASELINE,
+    SCHEMA_VERSION,
+    SchemaTooNew,
+    alembic_config,
+    current_version,
+    upgrade,
+)
 from crossroads.store.sql import SQLStore, make_engine
 
 DIALECTS = ["sqlite", "postgresql"]
@@ -62,9 +70,10 @@ async def test_concurrent_upgrades_from_several_engines(
 async def test_a_database_made_by_create_all_is_stamped_and_kept(
         dialect: str, empty_database: Callable[[str], str]) -> None:
     engine = make_engine(empty_database(dialect))
-    async with engine.begin() as c:  # what releases before versioned migrations did
-        await c.run_sync(t.metadata.create_all)
-        await c.execute(t.meta.insert().values(key="epoch", value="41"))
+    async with engine.begin() as c:  # what create_all made before versioned migrations:
+        await c.run_sync(lambda sync: command.upgrade(alembic_config(sync), BASELINE))
+        await c.execute(sa.text("DROP TABLE alembic_version"))  # the 0001 tables, unversioned
+        await c.execute(t.meta.update().values(value="41"))
     assert await current_version(engine) == "0001 (unversioned)"
     store = SQLStore(str(engine.url.render_as_string(hide_password=False)))
     await store.create_schema()
@@ -96,7 +105,7 @@ def test_crossroads_db_upgrade_from_three_processes_at_once(
                               text=True) for _ in range(3)]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
-    assert sum("none -> 0001" in o for o in outs) == 1, outs
+    assert sum(f"none -> {SCHEMA_VERSION}" in o for o in outs) == 1, outs
     status = subprocess.run([CLI, "db", "status", "--data-dir", str(tmp_path)], env=env,
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and f"database schema: {SCHEMA_VERSION}" in status.stdout
