@@ -100,7 +100,7 @@ class LogWriter:
             async with asyncio.timeout(timeout):
                 while self._busy or not self._queue.empty():
                     if self._task is None or self._task.done():
-                        batch = []
+                        batch: list[dict[str, Any]] = []
                         while len(batch) < self._batch_size and not self._queue.empty():
                             batch.append(self._queue.get_nowait())
                         await self._write(batch)
