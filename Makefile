@@ -1,6 +1,6 @@
 .PHONY: bench soak
 
-# Benchmark: stand-in upstream, floor proxy, Crossroads scenarios, peers (~12 min).
+# Benchmark: stand-in upstream, floor proxy, Crossroads scenarios, peers (~10 min).
 # Report: bench/results/latest/report.md. See bench/README.md.
 bench:
 	bash bench/run.sh
