@@ -42,7 +42,7 @@ class Settings(BaseModel):
     config_poll_interval: float = Field(0.5, gt=0)  # seconds between checks for changes
     cache_max_entries: int = Field(10_000, ge=0)
     cache_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
-    store_timeout: float = Field(0.25, gt=0)  # seconds, for Redis calls on the request path
+    store_timeout: float = Field(1.0, gt=0)  # seconds, for Redis calls on the request path
     limits_on_store_failure: Literal["open", "closed"] = "open"
     upstreams: dict[str, str] = Field(default_factory=dict)
 
