@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 import time
 
-_sysrand = random.SystemRandom()
-
 
 def uuid7(now_ms: int | None = None) -> str:
     """RFC 9562 UUIDv7: 48-bit Unix ms timestamp, version 7, variant 10, 74 random bits.
@@ -14,7 +12,7 @@ def uuid7(now_ms: int | None = None) -> str:
     Formatted directly (no ``uuid.UUID`` object): this runs once per request.
     """
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    rand = _sysrand.getrandbits(74)
+    rand = random.getrandbits(74)  # ids need uniqueness, not secrecy
     value = ((ms & 0xFFFFFFFFFFFF) << 80) | (0x7 << 76) | ((rand >> 62) << 64) \
         | (0b10 << 62) | (rand & ((1 << 62) - 1))
     h = f"{value:032x}"

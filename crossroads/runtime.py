@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import sys
@@ -60,6 +61,7 @@ class Runtime:
         self.retention = Retention(self)
         self.retention.start()
         self._poller = asyncio.get_running_loop().create_task(self._poll())
+        settle_garbage_collector()
 
     async def _build_backends(self) -> None:
         from crossroads.cache import build_cache
@@ -119,6 +121,16 @@ class Runtime:
         row = await self.store.put_key(account, gateway, provider, alias, ciphertext,
                                        preview(secret), **extra)
         return row
+
+
+def settle_garbage_collector() -> None:
+    """Move everything loaded at start-up (libraries, configuration) out of the collector's
+    sight and collect the young generation less often. Without this, full collections walk
+    hundreds of thousands of long-lived objects every few thousand requests: measured as ~10%
+    of CPU and as multi-millisecond stalls in the latency tail."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 50)
 
 
 async def ensure_defaults(rt: Runtime, *, announce_admin: bool) -> None:

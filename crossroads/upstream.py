@@ -46,25 +46,26 @@ class UpstreamResponse:
         return self.headers.get("content-type", "")
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body after ``first``, as it arrives (each read bounded by the idle timeout)."""
+        """The body after ``first``, as it arrives. Each socket read is bounded by the idle
+        timeout (aiohttp's ``sock_read``: one timer per connection, not one per chunk)."""
         content = self._resp.content
         try:
             while True:
-                try:
-                    async with asyncio.timeout(self._idle):
-                        data = await content.readany()
-                except TimeoutError:
-                    raise UpstreamTimeout(
-                        f"provider sent nothing for {self._idle:g} s mid-answer") from None
+                data = await content.readany()
                 if not data:
                     return
                 yield data
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamTimeout(f"provider sent nothing for {self._idle:g} s mid-answer"
+                                  ) from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
                 aiohttp.ClientOSError) as exc:
             raise UpstreamProtocolError(f"provider connection broke mid-answer: "
                                         f"{type(exc).__name__}") from None
 
     async def read_rest(self) -> bytes:
+        if self._resp.content.at_eof():
+            return self.first
         parts = [self.first]
         async for chunk in self.chunks():
             parts.append(chunk)
@@ -87,7 +88,8 @@ class UpstreamClient:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout,
+                                          sock_read=self._idle),
             skip_auto_headers=("User-Agent",),
             auto_decompress=True,
         )

@@ -93,13 +93,12 @@ class DataPlane:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         out = Responder(send)
         task = asyncio.current_task()
-        watcher: asyncio.Task[None] | None = None
+        watcher = DisconnectWatch(receive, task, out)
         call: Call | None = None
         try:
             call, rest, body = await self._admit(scope, receive)
             await self._gateway_limit(call)  # after ``call`` is set: a refusal is logged
-            assert task is not None
-            watcher = asyncio.get_running_loop().create_task(_watch(receive, task, out))
+            watcher.arm()
             await self._route(call, rest, scope, body, out)
         except GatewayError as exc:
             if call is not None:
@@ -115,8 +114,7 @@ class DataPlane:
                 return  # the client is gone; nothing to send
             raise
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            watcher.disarm()
 
     async def _admit(self, scope: dict[str, Any], receive: Any) -> tuple[Call, str, bytes]:
         rt = self.rt
@@ -277,11 +275,40 @@ def _finish_later(answer: ChatAnswer, cache: Any, key: str) -> None:
     answer.relay = relay  # type: ignore[method-assign]
 
 
-async def _watch(receive: Any, task: asyncio.Task[Any], out: Responder) -> None:
-    """Cancel the request's task when the client disconnects (cancels the upstream call)."""
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            if not out.finished:
-                task.cancel()
-            return
+class DisconnectWatch:
+    """Cancels the request's task when the client disconnects, which cancels the upstream call.
+
+    Learning of a disconnect takes a pending ``receive()``, i.e. a task per request; most
+    answers finish within milliseconds, so the task is only started if the request is still
+    running after ``DELAY`` seconds (a timer costs a fraction of a task)."""
+
+    DELAY = 0.02
+    __slots__ = ("_receive", "_task", "_out", "_timer", "_watcher")
+
+    def __init__(self, receive: Any, task: asyncio.Task[Any] | None, out: Responder) -> None:
+        self._receive, self._task, self._out = receive, task, out
+        self._timer: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def arm(self) -> None:
+        if self._task is not None:
+            self._timer = asyncio.get_running_loop().call_later(self.DELAY, self._start)
+
+    def _start(self) -> None:
+        self._timer = None
+        if not self._out.finished:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            msg = await self._receive()
+            if msg["type"] == "http.disconnect":
+                if not self._out.finished and self._task is not None:
+                    self._task.cancel()
+                return
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()

@@ -60,6 +60,7 @@ class Responder:
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        headers.append((b"content-length", str(len(body)).encode()))
         await self.start(status, headers)
         await self.body(body, more=False)
 
