@@ -30,7 +30,7 @@ from crossroads.headers import parse_options
 from crossroads.ids import uuid7
 from crossroads.providers.catalog import COMPAT_ALIASES
 from crossroads.runtime import Runtime
-from crossroads.server.answers import Answer, CacheHitAnswer, ChatAnswer, open_chat, relay_guarded
+from crossroads.server.answers import Answer, CacheHitAnswer, open_chat, relay_guarded
 from crossroads.server.call import Call, authenticate, new_record
 from crossroads.server.respond import Responder
 
@@ -184,7 +184,8 @@ class DataPlane:
 
         slug, _, path = rest.partition("/")
         answer = await open_native(call, slug, "/" + path, method,
-                                   scope.get("query_string", b"").decode("latin-1"), body)
+                                   scope.get("query_string", b"").decode("latin-1"), body,
+                                   plane=self)
         await relay_guarded(answer, call, out)
 
     async def open_compat(self, call: Call, obj: dict[str, Any], raw: bytes, kind: str,
@@ -211,8 +212,9 @@ class DataPlane:
         return policy_for(call, step)
 
     async def cached(self, call: Call, slug: str, model: str, raw: bytes, endpoint: str,
-                     opener: Any) -> Answer:
-        """Serve from the cache, or open upstream (coalescing identical misses)."""
+                     opener: Any, auth: str | None = None) -> Answer:
+        """Serve from the cache, or open upstream (coalescing identical misses). Answers with a
+        ``cache_fill`` attribute (translated chat answers, native answers) are cacheable."""
         o = call.options
         ttl = o.cache_ttl if o.cache_ttl is not None else call.gateway.get("cache_ttl")
         if ttl is None and o.cache_key is not None:
@@ -220,7 +222,8 @@ class DataPlane:
         cache = self.rt.cache
         if not ttl or o.skip_cache or cache is None:
             return await opener()
-        auth = call.caller_key or ""
+        if auth is None:
+            auth = call.caller_key or ""
         key = cache_key(call.gateway_id, slug, endpoint, model, auth, raw, o.cache_key)
         now = self.rt.clock.now()
         hit = await cache.get(key, now)
@@ -239,7 +242,7 @@ class DataPlane:
         except BaseException:
             cache.coalescer.finish(key, None)
             raise
-        if isinstance(answer, ChatAnswer):
+        if hasattr(answer, "cache_fill"):
             def fill(value: Any) -> None:
                 # called once the whole answer is known, before its last bytes are sent: the
                 # TTL starts now, and until the put is done the coalescer hands the answer out
@@ -255,14 +258,14 @@ class DataPlane:
                 task = asyncio.get_running_loop().create_task(store())
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-            answer.cache_fill = fill
+            answer.cache_fill = fill  # type: ignore[attr-defined]
             _finish_later(answer, cache, key)
         else:
             cache.coalescer.finish(key, None)
         return answer
 
 
-def _finish_later(answer: ChatAnswer, cache: Any, key: str) -> None:
+def _finish_later(answer: Answer, cache: Any, key: str) -> None:
     """If the answer is never filled (error mid-way), release the waiting followers."""
     original = answer.relay
 

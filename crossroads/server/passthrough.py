@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from crossroads.attempts import with_retries
+from crossroads.cache import CachedAnswer
 from crossroads.errors import ProviderHTTPError, UpstreamError
 from crossroads.providers.base import NativeObserver
 from crossroads.server.answers import Answer, ProviderErrorAnswer, account_usage
@@ -46,6 +47,7 @@ class NativeAnswer(Answer):
     def __init__(self, provider: str, model: str, resp: UpstreamResponse,
                  observer: NativeObserver) -> None:
         self.provider, self.model, self.resp, self.observer = provider, model, resp, observer
+        self.cache_fill: Any = None  # set by the cache layer: callable(CachedAnswer)
 
     def close(self) -> None:
         self.resp.close()
@@ -55,6 +57,7 @@ class NativeAnswer(Answer):
         kept: list[bytes] = []
         kept_len = 0
         obs = self.observer
+        whole: list[bytes] | None = [] if self.cache_fill is not None else None
         try:
             await out.start(self.resp.status, call.base_headers() + self.resp.forward_headers())
             data = self.resp.first
@@ -65,6 +68,8 @@ class NativeAnswer(Answer):
                     if kept_len < cap:
                         kept.append(data)
                         kept_len += len(data)
+                    if whole is not None:
+                        whole.append(data)
                     data = chunk
             except UpstreamError as exc:
                 obs.feed(data)
@@ -73,11 +78,17 @@ class NativeAnswer(Answer):
                 call.finish(status=self.resp.status, success=False, error=exc.message)
                 return
             obs.feed(data)
+            obs.close()
             kept.append(data)
+            if whole is not None and self.resp.status == 200:
+                whole.append(data)
+                self.cache_fill(CachedAnswer(
+                    200, self.resp.content_type, b"".join(whole), self.provider,
+                    obs.model or self.model, obs.usage.prompt_tokens,
+                    obs.usage.completion_tokens))
             await out.body(data, more=False)
         finally:
             self.resp.release()
-        obs.close()
         model = obs.model or self.model
         call.record["model"] = model
         account_usage(call, self.provider, model, obs.usage)
@@ -88,7 +99,7 @@ class NativeAnswer(Answer):
 
 async def open_native(call: Call, slug: str, path: str, method: str, query: str, body: bytes,
                       extra_headers: dict[str, str] | None = None,
-                      step: dict[str, Any] | None = None) -> Answer:
+                      step: dict[str, Any] | None = None, plane: Any = None) -> Answer:
     from crossroads.server.dataplane import policy_for
 
     adapter, base = call.provider(slug)
@@ -119,4 +130,9 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
             return ProviderErrorAnswer(slug, model, err, err.body)
         return NativeAnswer(slug, model, resp, adapter.native_observer(path, req.stream))
 
-    return await opener()
+    if plane is None or method != "POST":
+        return await opener()
+    # cache key: the caller's own key, wherever its SDK put it (never the gateway token)
+    auth = "|".join(headers.get(h, "") for h in ("authorization", "x-api-key",
+                                                  "x-goog-api-key", "api-key"))
+    return await plane.cached(call, slug, model, body, path + "?" + query, opener, auth=auth)

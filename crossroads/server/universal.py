@@ -77,7 +77,8 @@ async def _open_step(plane: Any, call: Call, step: dict[str, Any]) -> Answer:
     body = orjson.dumps(query) if query is not None else b""
     extra = {k: str(v) for k, v in (step.get("headers") or {}).items()}
     extra.setdefault("content-type", "application/json")
-    return await open_native(call, provider, "/" + endpoint, "POST", "", body, extra, config)
+    return await open_native(call, provider, "/" + endpoint, "POST", "", body, extra, config,
+                             plane=plane)
 
 
 async def universal(plane: Any, call: Call, body: bytes, out: Responder) -> None:

@@ -54,3 +54,28 @@ def test_unknown_provider_and_custom_provider(gateway_factory, openai_up: Standi
                                          messages=[{"role": "user", "content": "hi"}])
     assert out.choices[0].message.content
     assert openai_up.app[STATE].calls[-1]["json"]["model"] == "llama3.2"
+
+
+def test_native_answers_are_cached_per_callers_key(gateway: RunningGateway,
+                                                   openai_up: StandinServer) -> None:
+    token = gateway.token()
+    client = openai.OpenAI(base_url=gateway.base() + "/openai", api_key=token, max_retries=0,
+                           default_headers={"cf-aig-cache-ttl": "600"})
+    calls = openai_up.app[STATE].calls
+    first = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "cache me"}])
+    second = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "cache me"}])
+    assert first.headers["cf-aig-cache-status"] == "MISS"
+    assert second.headers["cf-aig-cache-status"] == "HIT"
+    assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert len(calls) == 1
+    streamed = [client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "stream me"}], stream=True)
+        for _ in range(2)]
+    texts = ["".join(c.choices[0].delta.content or "" for c in s if c.choices) for s in streamed]
+    assert texts[0] == texts[1] == "Hello from the stand-in."
+    assert len(calls) == 2
+    rows = gateway.logs()
+    assert [r["cached"] for r in rows] == [False, True, False, True]
+    assert rows[1]["cost"] == 0
