@@ -20,13 +20,14 @@ from crossroads.cache import cache_key
 from crossroads.errors import (
     BadRequest,
     GatewayError,
+    InvalidHeader,
     InvalidJSON,
     NotFound,
     PayloadTooLarge,
     RateLimited,
     ServiceDegraded,
 )
-from crossroads.headers import parse_options
+from crossroads.headers import RequestOptions, parse_options
 from crossroads.ids import uuid7
 from crossroads.providers.catalog import COMPAT_ALIASES
 from crossroads.runtime import Runtime
@@ -129,13 +130,22 @@ class DataPlane:
         if gateway is None:
             raise NotFound(f"gateway '{gateway_id}' not found in account '{account}'")
         caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway, headers)
-        body = await read_body(receive, headers, rt.settings.max_body_bytes)
-        options = parse_options(headers)
-        log_id = uuid7()
-        call = Call(rt, snap, account, gateway_id, gateway, headers, options, log_id,
+        refused: GatewayError | None = None  # logged like any request, then answered
+        try:
+            body = await read_body(receive, headers, rt.settings.max_body_bytes)
+        except PayloadTooLarge as exc:
+            body, refused = b"", exc
+        try:
+            options = parse_options(headers)
+        except InvalidHeader as exc:
+            options, refused = RequestOptions(), refused or exc
+        call = Call(rt, snap, account, gateway_id, gateway, headers, options, uuid7(),
                     time.perf_counter(), caller_key=caller_key, consumed=consumed)
         call.record = new_record(call, "/" + rest, body, rt.settings.log_body_cap)
         call.record["created_at"] = dt.datetime.now(dt.UTC)
+        if refused is not None:
+            call.finish(status=refused.status, success=False, error=refused.message)
+            raise refused
         return call, rest, body
 
     async def _gateway_limit(self, call: Call) -> None:

@@ -280,3 +280,19 @@ def test_server_timing_separates_gateway_and_upstream_time(gateway: RunningGatew
     m = re.fullmatch(r"upstream;dur=([\d.]+), gateway;dur=([\d.]+)", raw.headers["server-timing"])
     assert m is not None
     assert float(m.group(1)) > 0 and float(m.group(2)) >= 0
+
+
+def test_refused_headers_and_bodies_are_logged(gateway_factory, openai_up: StandinServer  # type: ignore[no-untyped-def]
+                                               ) -> None:
+    gw = gateway_factory({"CROSSROADS_UPSTREAM_OPENAI": openai_up.url + "/v1",
+                          "CROSSROADS_MAX_BODY_BYTES": "2048"})
+    token = gw.token()
+    h = {"cf-aig-authorization": f"Bearer {token}"}
+    bad_meta = httpx.post(gw.compat() + "/chat/completions", json={"model": "openai/x"},
+                          headers={**h, "cf-aig-metadata": "[]"})
+    too_big = httpx.post(gw.compat() + "/chat/completions", headers=h,
+                         content=b'{"model": "openai/x", "pad": "' + b"x" * 4000 + b'"}')
+    assert (bad_meta.status_code, too_big.status_code) == (400, 413)
+    rows = gw.logs()
+    assert [(r["status_code"], r["success"]) for r in rows] == [(400, False), (413, False)]
+    assert "cf-aig-metadata" in rows[0]["error"] and "limit" in rows[1]["error"]
