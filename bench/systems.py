@@ -93,9 +93,12 @@ def _cli(args: list[str], env: dict, timeout: float = 60) -> str:
     return proc.stdout
 
 
-def start_crossroads(ctx: Context, name: str, stream: bool, workers: int = 1) -> procs.Server:
+def start_crossroads(ctx: Context, name: str, stream: bool, workers: int = 1,
+                     redis_url: str | None = None) -> procs.Server:
     """Fresh data dir, a gateway token and stored provider keys via the CLI, then
-    `crossroads serve`; upstreams point at the stand-in (JSON or SSE answers)."""
+    `crossroads serve`; upstreams point at the stand-in (JSON or SSE answers).
+    With ``redis_url``: counters in Redis and a gateway rate limit (never reached) on, so
+    every request makes its atomic Redis round trip."""
     if not CROSSROADS_BIN.exists():
         raise Unavailable(f"{CROSSROADS_BIN.relative_to(REPO)} not found (package not installed)")
     data_dir = ctx.tmp / f"data-{name}"
@@ -110,6 +113,13 @@ def start_crossroads(ctx: Context, name: str, stream: bool, workers: int = 1) ->
         CROSSROADS_UPSTREAM_ANTHROPIC=f"{ctx.standin}/{kind}",
     )
     dd = ["--data-dir", str(data_dir)]
+    if redis_url:
+        if subprocess.run(["redis-cli", "-u", redis_url, "ping"], capture_output=True,
+                          text=True).stdout.strip() != "PONG":
+            raise Unavailable(f"no Redis answering at {redis_url}")
+        env["CROSSROADS_REDIS_URL"] = redis_url
+        _cli(["gateways", "update", GATEWAY, *dd, "--set", "rate_limiting_limit=1000000000",
+              "--set", "rate_limiting_interval=60"], env)
     out = _cli(["tokens", "create", *dd, "--gateway", GATEWAY], env)
     lines = [line.strip() for line in out.strip().splitlines() if line.strip()]
     if not lines:
