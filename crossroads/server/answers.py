@@ -14,7 +14,7 @@ from typing import Any
 from crossroads.attempts import RetryPolicy, with_retries
 from crossroads.cache import CachedAnswer
 from crossroads.errors import GatewayError, ProviderHTTPError, UpstreamError
-from crossroads.providers.base import Credentials, Provider, StreamTranslator, Usage
+from crossroads.providers.base import Provider, StreamTranslator, Usage
 from crossroads.providers.pricing import cost_of
 from crossroads.server.call import Call
 from crossroads.server.respond import JSON_CT, SSE_HEADERS, Responder
@@ -171,14 +171,7 @@ async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
     """Send a canonical chat (or embeddings) request to ``slug``; return once it answers.
     A provider error status on the last attempt comes back as a ProviderErrorAnswer."""
     adapter, base = call.provider(slug)
-    creds = call.credentials(slug)
-    caller = call.caller_key
-    prepare = getattr(adapter, "prepare_credentials", None)
-    if prepare is not None:
-        if creds is None and caller is not None:  # e.g. a caller's own service-account JSON
-            creds, caller = Credentials(caller), None
-        if creds is not None:
-            creds = await prepare(creds, call.rt.upstream.session, call.rt.clock)
+    creds, caller = await call.signing_credentials(adapter, slug)
     if kind == "embeddings":
         req = adapter.embeddings_request(body, model, creds, base, caller)
     else:

@@ -54,6 +54,25 @@ class Call:
                 "API) or send your provider key in the Authorization header")
         return creds
 
+    async def signing_credentials(self, adapter: Provider, slug: str, *,
+                                  caller_has_key: bool = False
+                                  ) -> tuple[Credentials | None, str | None]:
+        """(credentials to sign with, the caller's own key to forward) for one upstream call.
+
+        Adapters with an async ``prepare_credentials`` step (token minting, signing time) get it
+        run here; on the compat path a caller's own key goes through that step too (e.g. a
+        service-account JSON), while on the native path a caller's headers pass as they are."""
+        creds = self.credentials(slug, caller_has_key=caller_has_key)
+        caller = self.caller_key
+        prepare = getattr(adapter, "prepare_credentials", None)
+        if prepare is None:
+            return creds, caller
+        if creds is None and caller is not None and not caller_has_key:
+            creds, caller = Credentials(caller), None
+        if creds is not None:
+            creds = await prepare(creds, self.rt.upstream.session, self.rt.clock)
+        return creds, caller
+
     def base_headers(self) -> list[tuple[bytes, bytes]]:
         event = self.options.event_id or self.log_id
         return [(b"cf-aig-log-id", self.log_id.encode()),

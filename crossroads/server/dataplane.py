@@ -214,12 +214,9 @@ class DataPlane:
 
             return await open_route(self, call, obj, raw, model)
         rec["provider"], rec["model"] = slug, model
-        policy = self.policy(call, step)
+        policy = policy_for(call, step)
         return await self.cached(call, slug, model, raw, kind,
                                  lambda: open_chat(call, obj, slug, model, policy, kind))
-
-    def policy(self, call: Call, step: dict[str, Any] | None) -> RetryPolicy:
-        return policy_for(call, step)
 
     async def cached(self, call: Call, slug: str, model: str, raw: bytes, endpoint: str,
                      opener: Any, auth: str | None = None) -> Answer:

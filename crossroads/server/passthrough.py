@@ -109,11 +109,8 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
     if extra_headers:
         headers.update({k.lower(): v for k, v in extra_headers.items()
                         if not k.lower().startswith("cf-aig-")})
-    caller_has_key = adapter.caller_key_present(headers)
-    creds = call.credentials(slug, caller_has_key=caller_has_key)
-    prepare = getattr(adapter, "prepare_credentials", None)
-    if prepare is not None and creds is not None:
-        creds = await prepare(creds, call.rt.upstream.session, call.rt.clock)
+    creds, _ = await call.signing_credentials(
+        adapter, slug, caller_has_key=adapter.caller_key_present(headers))
     req = adapter.native_request(method, path, query, headers, body or None, creds, base)
     model = model_of(body, path)
     rec = call.record
