@@ -168,7 +168,7 @@ class DataPlane:
         headers = {"x-ratelimit-limit": str(int(limit)), "x-ratelimit-remaining":
                    str(int(adm.remaining)), "x-ratelimit-reset": str(reset)}
         if not adm.admitted:
-            call.rt.metrics.rate_limited.labels(call.gateway_id, "gateway").inc()
+            call.rt.metrics.rate_limited(call.gateway_id, "gateway")
             raise RateLimited(f"gateway rate limit of {limit} requests per {interval} s reached",
                               headers=dict(headers, **{"retry-after": str(reset)}))
         call.response_headers.extend((k.encode(), v.encode()) for k, v in headers.items())

@@ -43,7 +43,7 @@ async def _check_limit(call: Call, step: CheckLimit) -> bool:
                                   ) from exc
         return True
     if not adm.admitted:
-        rt.metrics.rate_limited.labels(call.gateway_id, "route").inc()
+        rt.metrics.rate_limited(call.gateway_id, "route")
     return adm.admitted
 
 
