@@ -17,7 +17,7 @@ import orjson
 from crossroads.errors import MissingProviderKey
 from crossroads.providers import canonical as cn
 from crossroads.providers.aws_sigv4 import AwsKey, sign
-from crossroads.providers.base import Credentials, ParsedResponse, UpstreamRequest
+from crossroads.providers.base import Credentials, ParsedResponse, UpstreamRequest, Usage
 from crossroads.providers.bedrock_stream import (
     BedrockObserver,
     BedrockStream,
@@ -249,10 +249,44 @@ class BedrockProvider:
 
     def embeddings_request(self, body: dict[str, Any], model: str, creds: Credentials | None,
                            base_url: str, caller_auth: str | None = None) -> UpstreamRequest:
-        raise cn.unsupported("embeddings", PROVIDER, "not translated yet")
+        """InvokeModel with the model family's own body: Amazon Titan takes one text per call,
+        Cohere on Bedrock a batch."""
+        from crossroads.providers.google import embedding_texts
+
+        texts = embedding_texts(body, PROVIDER)
+        if ".titan-embed" in model or model.startswith("amazon.titan-embed"):
+            if len(texts) != 1:
+                raise cn.unsupported("input", PROVIDER, "Titan embeds one text per request")
+            out: dict[str, Any] = {"inputText": texts[0]}
+            if body.get("dimensions"):
+                out["dimensions"] = int(body["dimensions"])
+        elif "cohere.embed" in model:
+            out = {"texts": texts, "input_type": "search_document"}
+        else:
+            raise cn.unsupported("model", PROVIDER, f"embeddings for {model!r}; use an "
+                                 "amazon.titan-embed-* or cohere.embed-* model")
+        use = self._credentials(creds, caller_auth)
+        key, region = parse_key(use.secret, use.options)
+        raw = orjson.dumps(out)
+        url = f"{region_base(base_url, region)}/model/{quote(model, safe='')}/invoke"
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        signed = self._authorize(use, "POST", url, headers, raw, key, region)
+        return UpstreamRequest("POST", url, signed, raw)
 
     def embeddings_response(self, raw: bytes, model: str) -> ParsedResponse:
-        raise cn.unsupported("embeddings", PROVIDER, "not translated yet")
+        obj = loads_object(raw, PROVIDER)
+        if "embedding" in obj:  # Titan
+            vectors = [obj.get("embedding") or []]
+            tokens = int(obj.get("inputTextTokenCount") or 0)
+        else:  # Cohere on Bedrock
+            embs = obj.get("embeddings") or []
+            vectors = embs.get("float") or [] if isinstance(embs, dict) else embs
+            tokens = 0
+        data = [{"object": "embedding", "index": i, "embedding": v}
+                for i, v in enumerate(vectors)]
+        body = {"object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return ParsedResponse(orjson.dumps(body), Usage(prompt_tokens=tokens), model)
 
     def native_request(self, method: str, path: str, query: str, headers: dict[str, str],
                        body: bytes | None, creds: Credentials | None,

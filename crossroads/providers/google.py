@@ -222,6 +222,19 @@ class _GeminiBase:
         return base_url + path + (("?" + query) if query else "")
 
 
+def embedding_texts(body: dict[str, Any], provider: str) -> list[str]:
+    """The inputs of an OpenAI embeddings request, as strings (what Google's APIs take)."""
+    cn.check_fields(body, frozenset({"model", "input", "dimensions", "encoding_format", "user"}),
+                    provider)
+    if body.get("encoding_format") not in (None, "float"):
+        raise cn.unsupported("encoding_format", provider, "only float")
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise cn.unsupported("input", provider, "only strings (no token arrays)")
+    return texts
+
+
 class GoogleAIStudioProvider(_GeminiBase):
     def chat_request(self, body: dict[str, Any], model: str, creds: Credentials | None,
                      base_url: str, caller_auth: str | None = None) -> UpstreamRequest:
@@ -237,14 +250,7 @@ class GoogleAIStudioProvider(_GeminiBase):
 
     def embeddings_request(self, body: dict[str, Any], model: str, creds: Credentials | None,
                            base_url: str, caller_auth: str | None = None) -> UpstreamRequest:
-        cn.check_fields(body, frozenset({"input", "dimensions", "encoding_format", "user"}),
-                        self.slug)
-        if body.get("encoding_format") not in (None, "float"):
-            raise cn.unsupported("encoding_format", self.slug, "only float")
-        texts = body.get("input")
-        texts = [texts] if isinstance(texts, str) else texts
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise cn.unsupported("input", self.slug, "only strings (no token arrays)")
+        texts = embedding_texts(body, self.slug)
         name = "models/" + _strip_model(model)
         reqs = []
         for t in texts:
@@ -357,10 +363,33 @@ class VertexAIProvider(_GeminiBase):
 
     def embeddings_request(self, body: dict[str, Any], model: str, creds: Credentials | None,
                            base_url: str, caller_auth: str | None = None) -> UpstreamRequest:
-        raise cn.unsupported("embeddings", self.slug, "not translated yet")
+        """Vertex text embeddings: ``:predict`` with one instance per input."""
+        texts = embedding_texts(body, self.slug)
+        if creds is None:
+            if not caller_auth:
+                raise MissingProviderKey("google-vertex-ai needs service-account credentials")
+            creds = Credentials(caller_auth)
+        project, region, token = vertex_settings(creds)
+        out: dict[str, Any] = {"instances": [{"content": t} for t in texts]}
+        if body.get("dimensions"):
+            out["parameters"] = {"outputDimensionality": int(body["dimensions"])}
+        url = (f"{vertex_base(base_url, region)}/v1/projects/{project}/locations/{region}"
+               f"/publishers/google/models/{_vertex_model(model, self.slug)}:predict")
+        headers = {"content-type": "application/json", "accept": "application/json",
+                   "authorization": "Bearer " + token}
+        return UpstreamRequest("POST", url, headers, orjson.dumps(out))
 
     def embeddings_response(self, raw: bytes, model: str) -> ParsedResponse:
-        raise cn.unsupported("embeddings", self.slug, "not translated yet")
+        obj = loads_object(raw, self.slug)
+        data, tokens = [], 0
+        for i, p in enumerate(obj.get("predictions") or []):
+            emb = (p or {}).get("embeddings") or {}
+            tokens += int((emb.get("statistics") or {}).get("token_count") or 0)
+            data.append({"object": "embedding", "index": i, "embedding": emb.get("values") or []})
+        usage = Usage(prompt_tokens=tokens)
+        body = {"object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return ParsedResponse(orjson.dumps(body), usage, model)
 
     def native_request(self, method: str, path: str, query: str, headers: dict[str, str],
                        body: bytes | None, creds: Credentials | None,
