@@ -86,14 +86,6 @@ def _assistant_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    """Append a turn, merging consecutive same-role turns as the Messages API requires."""
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
-
-
 def translate_messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
@@ -104,13 +96,13 @@ def translate_messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
             if text:
                 system.append({"type": "text", "text": text})
         elif role == "user":
-            _turn(turns, "user", _blocks(m.get("content"), "user"))
+            cn.append_turn(turns, "user", _blocks(m.get("content"), "user"))
         elif role == "assistant":
-            _turn(turns, "assistant", _assistant_blocks(m))
+            cn.append_turn(turns, "assistant", _assistant_blocks(m))
         elif role == "tool":
             block = {"type": "tool_result", "tool_use_id": str(m.get("tool_call_id") or ""),
                      "content": cn.tool_result_text(m.get("content"), PROVIDER)}
-            _turn(turns, "user", [block])
+            cn.append_turn(turns, "user", [block])
         else:
             raise cn.unsupported("messages[].role", PROVIDER, str(role))
     return system, turns

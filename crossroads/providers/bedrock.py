@@ -79,12 +79,8 @@ def _tool_result(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _add(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
+    if blocks:  # Converse refuses empty content
+        cn.append_turn(turns, role, blocks)
 
 
 def translate_messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:

@@ -194,3 +194,12 @@ def json_schema(body: dict[str, Any], provider: str) -> tuple[bool, dict[str, An
 
 def tool_result_text(content: Any, provider: str) -> str:
     return text_only(content, provider, "tool")
+
+
+def append_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    """Append a turn of content blocks, merging it into the previous turn of the same role:
+    Anthropic's Messages and Bedrock's Converse both require alternating roles."""
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    else:
+        turns.append({"role": role, "content": blocks})
