@@ -158,10 +158,7 @@ class SafeCache:
 async def build_cache(rt: Any) -> SafeCache:
     s = rt.settings
     if s.redis_url:
-        try:
-            from crossroads.store.redis_backend import RedisCache
+        from crossroads.store.redis_backend import RedisCache
 
-            return SafeCache(RedisCache.from_runtime(rt), s.store_timeout)
-        except ImportError:
-            pass
+        return SafeCache(RedisCache.from_runtime(rt), s.store_timeout)
     return SafeCache(MemoryCache(s.cache_max_entries, s.cache_max_bytes), max(s.store_timeout, 1))

@@ -45,7 +45,6 @@ class Runtime:
         self.degraded: dict[str, str] = {}
         self._poller: asyncio.Task[None] | None = None
         self.retention: Any = None  # crossroads.retention.Retention, once started
-        self._extras: list[Any] = []
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self, *, announce_admin: bool = True) -> None:

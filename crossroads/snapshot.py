@@ -100,10 +100,7 @@ async def load_snapshot(store: SQLStore, vault: Vault, known_provider: Any) -> S
 
 
 async def _load_routes(store: SQLStore, snap: Snapshot, known_provider: Any) -> None:
-    try:
-        from crossroads.routing.graph import parse_route
-    except ImportError:  # pragma: no cover
-        return
+    from crossroads.routing.graph import parse_route
     from crossroads.store.routes import deployed_routes
 
     for row in await deployed_routes(store):

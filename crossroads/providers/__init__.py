@@ -8,14 +8,9 @@ from crossroads.providers.openai_compat import OpenAICompatProvider
 
 
 def _adapter_classes() -> dict[str, type]:
-    classes: dict[str, type] = {"openai": OpenAICompatProvider}
-    # translating adapters register here by ProviderSpec.kind
-    try:
-        from crossroads.providers.translating import ADAPTERS
-    except ImportError:  # pragma: no cover - before the translating adapters exist
-        ADAPTERS = {}
-    classes.update(ADAPTERS)
-    return classes
+    from crossroads.providers.translating import ADAPTERS
+
+    return {"openai": OpenAICompatProvider, **ADAPTERS}
 
 
 def build_adapter(spec: ProviderSpec) -> Provider:
