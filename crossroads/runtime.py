@@ -44,6 +44,7 @@ class Runtime:
         self.cache: Any = None
         self.degraded: dict[str, str] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self.retention: Any = None  # crossroads.retention.Retention, once started
 
     # -- life cycle ------------------------------------------------------------------------
@@ -89,6 +90,13 @@ class Runtime:
         if self.cache is not None:
             await self.cache.close()
         await self.store.close()
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` in the background, keeping a reference until it is done (the event
+        loop itself holds tasks only weakly)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- configuration ---------------------------------------------------------------------
     async def reload(self) -> None:

@@ -89,7 +89,6 @@ def policy_for(call: Call, step: dict[str, Any] | None) -> RetryPolicy:
 class DataPlane:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self._background: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         out = Responder(send)
@@ -262,9 +261,7 @@ class DataPlane:
                     finally:
                         cache.coalescer.stored(key, fut)
 
-                task = asyncio.get_running_loop().create_task(store())
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self.rt.spawn(store())
             answer.cache_fill = fill  # type: ignore[attr-defined]
             _finish_later(answer, cache, key)
         else:

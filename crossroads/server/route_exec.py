@@ -49,15 +49,13 @@ async def _check_limit(call: Call, step: CheckLimit) -> bool:
 
 def _settle(rt: Any, counters: Any, key: str, cost: float, window: float, technique: str
             ) -> None:
-    import asyncio
-
     async def add() -> None:
         try:
             await counters.add(key, cost, window, technique, rt.clock.now())
         except Exception:  # a lost settlement under-counts; it never fails the request
             pass
 
-    asyncio.get_running_loop().create_task(add())
+    rt.spawn(add())
 
 
 async def _call_model(call: Call, body: dict[str, Any], step: CallModel) -> Answer:
