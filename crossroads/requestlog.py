@@ -49,7 +49,9 @@ class LogWriter:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Records not yet in the store: queued, plus the batch being written (or retried
+        while the store is down)."""
+        return self._queue.qsize() + len(self._batch)
 
     def pending_for(self, account: str, gateway: str) -> int:
         """Records of one gateway queued or being written, not yet in the store."""
