@@ -8,6 +8,7 @@ import math
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from backends import services
 from harness import StandinServer
@@ -37,8 +38,12 @@ def test_gateway_limit_is_exact_across_two_workers_without_redis(
                 "rate_limiting_interval": 3600, "rate_limiting_technique": "fixed"})
             assert put.status_code == 200, put.text
             epoch = gw.health()["config_epoch"]  # the worker that took the PUT reloaded
-            wait_until(lambda: all(gw.health()["config_epoch"] >= epoch for _ in range(12)),
-                       10, "every worker to load the new settings")
+
+            def epoch_seen() -> bool:  # a new connection each time, so both workers answer
+                return httpx.get(gw.url + "/healthz", timeout=5).json()["config_epoch"] >= epoch
+
+            wait_until(lambda: all(epoch_seen() for _ in range(16)), 10,
+                       "every worker to load the new settings")
             started = time.time()
             results = asyncio.run(drive([gw.url], 200, 50, path=chat_path()))
             ended = time.time()
