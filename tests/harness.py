@@ -171,6 +171,29 @@ class RunningGateway:
 
         return self.thread.run(go())
 
+    def create_route(self, name: str, elements: list[dict[str, Any]] | None = None,
+                     gateway: str = "default") -> dict[str, Any]:
+        """Create (and deploy) a route through the management API; by default the smallest
+        route: start -> model openai/gpt-4o-mini -> end."""
+        import httpx
+
+        if elements is None:
+            elements = [
+                {"id": "start", "type": "start", "outputs": {"next": {"elementId": "m"}}},
+                {"id": "m", "type": "model",
+                 "properties": {"provider": "openai", "model": "gpt-4o-mini",
+                                "timeout": 10000, "retries": 0},
+                 "outputs": {"success": {"elementId": "end"},
+                             "fallback": {"elementId": "end"}}},
+                {"id": "end", "type": "end", "outputs": {}},
+            ]
+        r = httpx.post(f"{self.api}/accounts/local/ai-gateway/gateways/{gateway}/routes",
+                       headers={"Authorization": f"Bearer {self.admin_token}"},
+                       json={"name": name, "elements": elements})
+        assert r.status_code == 200, r.text
+        result: dict[str, Any] = r.json()["result"]
+        return result
+
     def update_gateway(self, gateway: str = "default", **settings: Any) -> None:
         async def go() -> None:
             current = await self.rt.store.get_gateway(self.settings.account_id, gateway)

@@ -6,7 +6,6 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
 import pytest
 from harness import RunningGateway, StandinServer
 from standins.openai import STATE, Fail, Reply
@@ -28,18 +27,7 @@ def openai_step(**query: Any) -> dict[str, Any]:
 
 
 def create_route(gw: RunningGateway, name: str) -> None:
-    elements = [
-        {"id": "start", "type": "start", "outputs": {"next": {"elementId": "m"}}},
-        {"id": "m", "type": "model",
-         "properties": {"provider": "openai", "model": "gpt-4o-mini", "timeout": 10000,
-                        "retries": 0},
-         "outputs": {"success": {"elementId": "end"}, "fallback": {"elementId": "end"}}},
-        {"id": "end", "type": "end", "outputs": {}},
-    ]
-    r = httpx.post(f"{gw.api}/accounts/local/ai-gateway/gateways/default/routes",
-                   headers={"Authorization": f"Bearer {gw.admin_token}"},
-                   json={"name": name, "elements": elements})
-    assert r.status_code == 200, r.text
+    gw.create_route(name)
 
 
 def test_run_steps_through_the_universal_endpoint(gateway: RunningGateway,

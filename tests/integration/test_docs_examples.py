@@ -29,17 +29,7 @@ def node_modules() -> Path:
 
 def test_openai_js_sdk_example(node_modules: Path, gateway: RunningGateway,
                                openai_up: StandinServer) -> None:
-    import httpx
-
-    r = httpx.post(gateway.api + "/accounts/local/ai-gateway/gateways/default/routes",
-                   headers={"authorization": f"Bearer {gateway.admin_token}"},
-                   json={"name": "support", "elements": [
-                       {"id": "s", "type": "start", "outputs": {"next": {"elementId": "m"}}},
-                       {"id": "m", "type": "model", "properties": {
-                           "provider": "openai", "model": "gpt-4o-mini", "timeout": 10000,
-                           "retries": 0}, "outputs": {"success": {"elementId": "e"}}},
-                       {"id": "e", "type": "end", "outputs": {}}]})
-    assert r.status_code == 200
+    gateway.create_route("support")
     env = dict(os.environ, CF_AIG_TOKEN=gateway.token(), ACCOUNT_ID="local",
                GATEWAY_ID="default", GATEWAY_HOST=gateway.url, ROUTE_NAME="support")
     out = subprocess.run(["node", "openai-sdk-example.mjs"], cwd=JS, env=env,

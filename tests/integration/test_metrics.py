@@ -63,18 +63,7 @@ def test_requests_errors_cache_tokens_cost_latency(gateway: RunningGateway,
 
 
 def test_route_label(gateway: RunningGateway) -> None:
-    elements = [
-        {"id": "start", "type": "start", "outputs": {"next": {"elementId": "m"}}},
-        {"id": "m", "type": "model",
-         "properties": {"provider": "openai", "model": "gpt-4o-mini", "timeout": 10000,
-                        "retries": 0},
-         "outputs": {"success": {"elementId": "end"}, "fallback": {"elementId": "end"}}},
-        {"id": "end", "type": "end", "outputs": {}},
-    ]
-    r = httpx.post(f"{gateway.api}/accounts/local/ai-gateway/gateways/default/routes",
-                   headers={"Authorization": f"Bearer {gateway.admin_token}"},
-                   json={"name": "support", "elements": elements})
-    assert r.status_code == 200, r.text
+    gateway.create_route("support")
     assert chat(gateway, gateway.token(), "dynamic/support").status_code == 200
     m = samples(gateway)
     assert value(m, "crossroads_requests_total", **dict(LBL, route="support"),

@@ -177,18 +177,7 @@ def test_compat_step_streams(gateway: RunningGateway) -> None:
 
 
 def create_support_route(gw: RunningGateway, name: str = "support") -> None:
-    elements = [
-        {"id": "start", "type": "start", "outputs": {"next": {"elementId": "m"}}},
-        {"id": "m", "type": "model",
-         "properties": {"provider": "openai", "model": "gpt-4o-mini", "timeout": 10000,
-                        "retries": 0},
-         "outputs": {"success": {"elementId": "end"}, "fallback": {"elementId": "end"}}},
-        {"id": "end", "type": "end", "outputs": {}},
-    ]
-    r = httpx.post(f"{gw.api}/accounts/local/ai-gateway/gateways/default/routes",
-                   headers={"Authorization": f"Bearer {gw.admin_token}"},
-                   json={"name": name, "elements": elements})
-    assert r.status_code == 200, r.text
+    gw.create_route(name)
 
 
 def test_compat_step_with_a_dynamic_route(gateway: RunningGateway,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import orjson
 import pytest
 from openai.types import CreateEmbeddingResponse
-from providers.sdk_view import AWS, SA, adapter
 
 from crossroads.errors import UnsupportedFeature
 from crossroads.providers.base import Credentials
+from providers.sdk_view import AWS, SA, adapter
 
 VERTEX_PREDICT = {"predictions": [
     {"embeddings": {"statistics": {"truncated": False, "token_count": 4},
