@@ -45,8 +45,15 @@ async def route_out(rt: Runtime, route: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+ROUTES = "/gateways/{gateway_id}/routes"
+
+
 def route_routes(r: APIRouter, rt: Runtime) -> None:
-    base = "/gateways/{gateway_id}/routes"
+    _route_crud(r, rt, ROUTES)
+    _route_versions(r, rt, ROUTES)
+
+
+def _route_crud(r: APIRouter, rt: Runtime, base: str) -> None:
 
     @r.get(base)
     async def list_routes(account_id: str, gateway_id: str, page: int = 1,
@@ -95,6 +102,11 @@ def route_routes(r: APIRouter, rt: Runtime) -> None:
         await rs.delete_route(rt.store, account_id, gateway_id, route_id)
         await rt.changed()
         return ok(out)
+
+
+
+def _route_versions(r: APIRouter, rt: Runtime, base: str) -> None:
+    """Versions, deployments (deploy and roll back) and the explain dry run."""
 
     @r.get(base + "/{route_id}/versions")
     async def list_versions(account_id: str, gateway_id: str, route_id: str) -> Response:
