@@ -142,6 +142,8 @@ def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
 
 
 def new_record(call: Call, path: str, body: bytes, cap: int) -> dict[str, Any]:
+    """The request's log record: every column of the ``logs`` table is a key (the SQLite
+    writer reads them all with one ``itemgetter``); the rest is filled in as it goes."""
     meta = call.options.metadata
     return {
         "id": call.log_id,
@@ -150,19 +152,33 @@ def new_record(call: Call, path: str, body: bytes, cap: int) -> dict[str, Any]:
         "created_at": None,  # set by the caller (wall clock)
         "provider": "",
         "model": "",
+        "model_type": None,
         "path": path,
         "request_type": None,
+        "status_code": None,
+        "success": False,
         "cached": False,
         "tokens_in": None,
         "tokens_out": None,
         "cached_tokens": None,
         "cost": None,
         "custom_cost": call.options.custom_cost is not None,
+        "duration": 0,
         "metadata": orjson.dumps(meta).decode() if meta else None,
         "event_id": call.options.event_id,
+        "step": None,
+        "route": None,
+        "route_version": None,
+        "route_path": None,
+        "error": None,
+        "feedback": None,
+        "score": None,
         "request_content_type": call.headers.get("content-type"),
+        "response_content_type": None,
         "request_size": len(body),
+        "response_size": None,
         "request_body": body[:cap] if cap else None,
-        "request_head_complete": len(body) <= cap,
         "response_body": None,
+        "request_head_complete": len(body) <= cap,
+        "response_head_complete": None,
     }
