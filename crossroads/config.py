@@ -75,7 +75,8 @@ _ENV_FIELDS = {
     "connect_timeout": "CONNECT_TIMEOUT", "config_poll_interval": "CONFIG_POLL_INTERVAL",
     "limits_on_store_failure": "LIMITS_ON_STORE_FAILURE", "store_timeout": "STORE_TIMEOUT",
     "cache_max_entries": "CACHE_MAX_ENTRIES", "cache_max_bytes": "CACHE_MAX_BYTES",
-    "log_queue_size": "LOG_QUEUE_SIZE",
+    "log_queue_size": "LOG_QUEUE_SIZE", "log_batch_size": "LOG_BATCH_SIZE",
+    "log_flush_interval": "LOG_FLUSH_INTERVAL",
 }
 
 
