@@ -43,7 +43,8 @@ def _has_finish(data: bytes) -> bool:
 class OpenAIStream:
     """Re-frames an OpenAI-style SSE stream, reading usage and watching for its end."""
 
-    __slots__ = ("usage", "model", "_dec", "_include_usage", "_done", "_finished")
+    __slots__ = ("usage", "model", "_dec", "_include_usage", "_done", "_finished", "_tail",
+                 "_plain")
 
     def __init__(self, include_usage: bool) -> None:
         self.usage = Usage()
@@ -52,11 +53,47 @@ class OpenAIStream:
         self._include_usage = include_usage
         self._done = False
         self._finished = False
+        self._tail = b""  # fast path: the unfinished event after the last blank line
+        self._plain = True  # False once anything but LF-framed single "data: " lines is seen
 
     def feed(self, data: bytes) -> bytes:
+        if self._plain:
+            if b"\r" not in data:
+                return self._feed_plain(data)
+            self._plain = False  # CR line ends: hand everything to the full decoder
+            data, self._tail = self._tail + data, b""
         out: list[bytes] = []
         for ev in self._dec.feed(data):
             self._event(ev.data, ev.event, out)
+        return b"".join(out)
+
+    def _feed_plain(self, data: bytes) -> bytes:
+        """What OpenAI-style servers send: ``data: <json>\\n\\n`` events. Split on blank lines
+        and pass each event's bytes through unchanged unless it carries usage, the finish
+        reason, an error or ``[DONE]`` (looked for with substring tests, not parsing). The
+        first event of another shape (comments, ``event:`` lines, multi-line data) switches
+        this stream to the full decoder for good."""
+        buf = self._tail + data if self._tail else data
+        events = buf.split(b"\n\n")
+        self._tail = events.pop()
+        out: list[bytes] = []
+        for i, ev in enumerate(events):
+            if not ev.startswith(b"data: ") or b"\n" in ev:
+                self._plain = False
+                rest = b"\n\n".join(events[i:]) + b"\n\n" + self._tail
+                self._tail = b""
+                for dec in self._dec.feed(rest):
+                    self._event(dec.data, dec.event, out)
+                break
+            payload = ev[6:]
+            if (payload == b"[DONE]" or payload.startswith(b'{"error')
+                    or (b'"usage"' in payload and b'"usage":null' not in payload
+                        and b'"usage": null' not in payload)):
+                self._event(payload, None, out)  # what _event does differently than relay
+            else:
+                if not self._finished and _has_finish(payload):
+                    self._finished = True
+                out.append(ev + b"\n\n")
         return b"".join(out)
 
     def _event(self, data: bytes, event: str | None, out: list[bytes]) -> None:
@@ -82,6 +119,9 @@ class OpenAIStream:
 
     def close(self) -> bytes:
         out: list[bytes] = []
+        if self._tail:  # an unterminated last event: the decoder knows what to make of it
+            self._dec.feed(self._tail)
+            self._tail = b""
         for ev in self._dec.flush():
             self._event(ev.data, ev.event, out)
         if self._done:
