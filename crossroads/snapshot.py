@@ -37,6 +37,8 @@ class Snapshot:
     keys: dict[tuple[str, str, str, str], Credentials] = field(default_factory=dict)
     custom: dict[tuple[str, str], ProviderSpec] = field(default_factory=dict)
     routes: dict[tuple[str, str, str], DeployedRoute] = field(default_factory=dict)
+    # derived lazily by the request path, per (account, gateway): the gateway's retry policy
+    policies: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
 class Providers:

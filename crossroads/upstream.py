@@ -63,6 +63,11 @@ class UpstreamResponse:
             raise UpstreamProtocolError(f"provider connection broke mid-answer: "
                                         f"{type(exc).__name__}") from None
 
+    @property
+    def complete(self) -> bool:
+        """True when ``first`` is the whole body (nothing more will arrive)."""
+        return self._resp.content.at_eof()
+
     async def read_rest(self) -> bytes:
         if self._resp.content.at_eof():
             return self.first
@@ -106,36 +111,41 @@ class UpstreamClient:
     async def open(self, req: UpstreamRequest, timeout: float | None) -> UpstreamResponse:
         """Send ``req``; raise ProviderHTTPError for an error status (body read), or an
         UpstreamError for transport failures. ``timeout`` bounds the time to first byte."""
-        resp: aiohttp.ClientResponse | None = None
         try:
-            async with asyncio.timeout(timeout):
-                resp = await self.session.request(req.method, req.url, headers=req.headers,
-                                                  data=req.body, allow_redirects=False)
-                if resp.status >= 400:
-                    body = await resp.content.read(_ERROR_BODY_CAP)
-                    headers = {k.lower(): v for k, v in resp.headers.items()}
-                    resp.release()
-                    raise ProviderHTTPError(resp.status, body, headers)
-                first = await resp.content.readany()
-                if not first and req.stream:
-                    resp.close()
-                    raise UpstreamProtocolError("provider ended the stream before sending "
-                                                "anything")
+            if timeout is None:  # most calls: no Timeout object and timer to set up
+                resp, first = await self._start(req)
+            else:
+                async with asyncio.timeout(timeout):
+                    resp, first = await self._start(req)
         except TimeoutError:
-            if resp is not None:
-                resp.close()
             raise UpstreamTimeout(f"no answer from provider within {timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamUnavailable(f"cannot connect to provider at {exc.host}:{exc.port}"
                                       ) from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
                 aiohttp.ClientPayloadError) as exc:
-            if resp is not None:
-                resp.close()
             raise UpstreamUnavailable(f"provider connection failed: {type(exc).__name__}"
                                       ) from None
         except aiohttp.ClientError as exc:
-            if resp is not None:
-                resp.close()
             raise UpstreamUnavailable(f"provider request failed: {type(exc).__name__}") from None
         return UpstreamResponse(resp, first, self._idle)
+
+    async def _start(self, req: UpstreamRequest) -> tuple[aiohttp.ClientResponse, bytes]:
+        resp = await self.session.request(req.method, req.url, headers=req.headers,
+                                          data=req.body, allow_redirects=False)
+        try:
+            if resp.status >= 400:
+                body = await resp.content.read(_ERROR_BODY_CAP)
+            else:
+                first = await resp.content.readany()
+        except BaseException:  # timed out, cancelled or broken after the status: drop it
+            resp.close()
+            raise
+        if resp.status >= 400:
+            headers = {k.lower(): v for k, v in resp.headers.items()}
+            resp.release()  # the body was read: the connection goes back to the pool
+            raise ProviderHTTPError(resp.status, body, headers)
+        if not first and req.stream:
+            resp.close()
+            raise UpstreamProtocolError("provider ended the stream before sending anything")
+        return resp, first

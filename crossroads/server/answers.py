@@ -88,7 +88,7 @@ class ChatAnswer(Answer):
             self.resp.release()
 
     async def _whole(self, call: Call, out: Responder) -> None:
-        raw = await self.resp.read_rest()
+        raw = self.resp.first if self.resp.complete else await self.resp.read_rest()
         if self.kind == "embeddings":
             parsed = self.adapter.embeddings_response(raw, self.model)
         else:
@@ -183,7 +183,10 @@ async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
 
     sent_at = time.perf_counter()
     try:
-        resp = await with_retries(attempt, policy, call.rt.clock)
+        if policy.max_attempts == 1:  # the common case: one try, nothing to schedule
+            resp = await call.rt.upstream.open(req, policy.timeout_for(0))
+        else:
+            resp = await with_retries(attempt, policy, call.rt.clock)
     except ProviderHTTPError as err:
         return ProviderErrorAnswer(slug, model, err, adapter.error_body(err.status, err.body))
     translator = None

@@ -82,6 +82,15 @@ def split_model(model: Any) -> tuple[str, str]:
 
 def policy_for(call: Call, step: dict[str, Any] | None) -> RetryPolicy:
     o = call.options
+    if (step is None and o.max_attempts is None and o.retry_delay_ms is None
+            and o.backoff is None and o.request_timeout_ms is None):
+        # the gateway's own policy: built once per configuration snapshot
+        key = (call.account, call.gateway_id)
+        policy = call.snap.policies.get(key)
+        if policy is None:
+            policy = call.snap.policies[key] = merge_policy(None, None, None, None, None,
+                                                            call.gateway)
+        return policy
     return merge_policy(step, o.max_attempts, o.retry_delay_ms, o.backoff,
                         o.request_timeout_ms, call.gateway)
 
@@ -97,7 +106,8 @@ class DataPlane:
         call: Call | None = None
         try:
             call, rest, body = await self._admit(scope, receive)
-            await self._gateway_limit(call)  # after ``call`` is set: a refusal is logged
+            if call.gateway.get("rate_limiting_limit"):  # after ``call`` is set: logged
+                await self._gateway_limit(call)
             watcher.arm()
             await self._route(call, rest, scope, body, out)
         except GatewayError as exc:
