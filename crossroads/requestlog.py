@@ -68,7 +68,10 @@ class LogWriter:
             self._busy = True
             try:
                 batch = self._batch = [first]
-                await asyncio.sleep(self._interval)
+                if self._queue.qsize() < self._batch_size - 1:
+                    # wait for a batch to gather; a backlog is written without waiting, or
+                    # the writer could never do more than batch_size / interval rows a second
+                    await asyncio.sleep(self._interval)
                 while len(batch) < self._batch_size and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 await self._write(batch)

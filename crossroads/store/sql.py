@@ -43,6 +43,11 @@ def _sqlite_bool(value: Any) -> int:
     return 1 if value else 0
 
 
+def _sqlite_blob(value: Any) -> Any:
+    """``bytes`` as ``bytearray``, which the driver binds as a blob without adapting."""
+    return bytearray(value) if type(value) is bytes else value
+
+
 # SQLite log rows: every column read with one itemgetter (records from ``new_record`` carry
 # them all), then only these touched: a NOT NULL column's value when missing, conversions.
 _LOG_COLUMNS = tuple(c.name for c in t.logs.c)
@@ -50,7 +55,7 @@ _LOG_GETTER = operator.itemgetter(*_LOG_COLUMNS)
 _NONES = (None,) * len(_LOG_COLUMNS)
 _SQLITE_LOG_CONVERT: dict[str, Callable[[Any], Any]] = {
     **{c.name: _sqlite_bool for c in t.logs.c if isinstance(c.type, sa.Boolean)},
-    "created_at": _sqlite_timestamp, "request_body": bytearray, "response_body": bytearray}
+    "created_at": _sqlite_timestamp, "request_body": _sqlite_blob, "response_body": _sqlite_blob}
 _SQLITE_LOG_FIX: tuple[tuple[int, Any, Callable[[Any], Any] | None], ...] = tuple(
     (i, None if c.nullable or c.primary_key
      else (0 if isinstance(c.type, (sa.Boolean, sa.Integer)) else ""),
