@@ -6,6 +6,7 @@ from this store (``crossroads.snapshot``) and logs go through the batched writer
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import operator
@@ -53,6 +54,7 @@ def _sqlite_blob(value: Any) -> Any:
 _LOG_COLUMNS = tuple(c.name for c in t.logs.c)
 _LOG_GETTER = operator.itemgetter(*_LOG_COLUMNS)
 _NONES = (None,) * len(_LOG_COLUMNS)
+_SQLITE_LOG_SLICE = 64  # rows converted between two yields to the event loop
 _SQLITE_LOG_CONVERT: dict[str, Callable[[Any], Any]] = {
     **{c.name: _sqlite_bool for c in t.logs.c if isinstance(c.type, sa.Boolean)},
     "created_at": _sqlite_timestamp, "request_body": _sqlite_blob, "response_body": _sqlite_blob}
@@ -347,7 +349,9 @@ class SQLStore:
         per-row work is C calls (itemgetter, map, compress) but for the few columns fixed up.
         """
         groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-        for r in rows:
+        for n, r in enumerate(rows, 1):
+            if n % _SQLITE_LOG_SLICE == 0:
+                await asyncio.sleep(0)  # a 500-row batch would hold the event loop ~2 ms
             try:
                 values = list(_LOG_GETTER(r))
             except KeyError:  # a record not made by new_record (tests, tools)
