@@ -3,6 +3,7 @@
 # fresh Debian machine (idempotent, cached), then run the Python driver.
 #   bench/run.sh            full benchmark  -> bench/results/<timestamp>/report.md
 #   bench/run.sh --soak     soak test       -> bench/results/soak-<timestamp>/soak.md
+#   bench/run.sh --icount   instructions per request under callgrind (bench/icount.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,15 @@ fi
 .venv/bin/python -c "import aiohttp, orjson, uvicorn, uvloop, httptools" 2>/dev/null \
   || .venv/bin/pip install -q --disable-pip-version-check aiohttp orjson uvicorn uvloop httptools
 
+if [ "${1:-}" = "--icount" ]; then
+  shift
+  if ! command -v valgrind >/dev/null 2>&1; then
+    echo "bench: apt-get install valgrind"
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends valgrind >/dev/null
+  fi
+  exec .venv/bin/python bench/icount.py "$@"
+fi
 if [ "${1:-}" = "--soak" ]; then
   shift
   exec .venv/bin/python bench/soak.py "$@"

@@ -53,14 +53,15 @@ def standin_targets(ctx: Context) -> dict[str, Target]:
 # ---------------------------------------------------------------- floor
 
 
-def start_floor(ctx: Context) -> procs.Server:
+def start_floor(ctx: Context, wrap: list[str] | None = None,
+                start_timeout: float = 20) -> procs.Server:
     port = procs.free_port()
     argv = [
         sys.executable, str(HERE / "floor_proxy.py"), "--port", str(port),
         "--upstream", f"{ctx.standin}/json/v1", "--stream-upstream", f"{ctx.standin}/sse/v1",
     ]  # fmt: skip
-    server = procs.start_server("floor", argv, port, ctx.log_dir)
-    if not procs.wait_port(port, 20, server.proc):
+    server = procs.start_server("floor", [*(wrap or []), *argv], port, ctx.log_dir)
+    if not procs.wait_port(port, start_timeout, server.proc):
         server.stop()
         raise Unavailable(f"floor proxy did not start: {server.log_tail()}")
     return server
@@ -94,11 +95,13 @@ def _cli(args: list[str], env: dict, timeout: float = 60) -> str:
 
 
 def start_crossroads(ctx: Context, name: str, stream: bool, workers: int = 1,
-                     redis_url: str | None = None) -> procs.Server:
+                     redis_url: str | None = None, wrap: list[str] | None = None,
+                     start_timeout: float = 45, extra_env: dict | None = None) -> procs.Server:
     """Fresh data dir, a gateway token and stored provider keys via the CLI, then
     `crossroads serve`; upstreams point at the stand-in (JSON or SSE answers).
     With ``redis_url``: counters in Redis and a gateway rate limit (never reached) on, so
-    every request makes its atomic Redis round trip."""
+    every request makes its atomic Redis round trip. ``wrap`` prefixes the server's command
+    (bench/icount.py runs it under valgrind)."""
     if not CROSSROADS_BIN.exists():
         raise Unavailable(f"{CROSSROADS_BIN.relative_to(REPO)} not found (package not installed)")
     data_dir = ctx.tmp / f"data-{name}"
@@ -137,8 +140,10 @@ def start_crossroads(ctx: Context, name: str, stream: bool, workers: int = 1,
         *dd, "--workers", str(workers),
     ]  # fmt: skip
     cores = procs.SERVER_CORE if workers == 1 else "0,1"
-    server = procs.start_server(name, argv, port, ctx.log_dir, cores=cores, env=env, cwd=str(REPO))
-    if not procs.wait_port(port, 45, server.proc):
+    env.update(extra_env or {})
+    server = procs.start_server(name, [*(wrap or []), *argv], port, ctx.log_dir, cores=cores,
+                                env=env, cwd=str(REPO))
+    if not procs.wait_port(port, start_timeout, server.proc):
         server.stop()
         raise Unavailable(f"`crossroads serve` did not listen on :{port}: {server.log_tail(4)}")
     server.extra.update(token=token, admin=admin, stream=stream)
