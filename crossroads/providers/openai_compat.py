@@ -89,7 +89,7 @@ class OpenAIStream:
             if (payload == b"[DONE]" or payload.startswith(b'{"error')
                     or (b'"usage"' in payload and b'"usage":null' not in payload
                         and b'"usage": null' not in payload)):
-                self._event(payload, None, out)  # what _event does differently than relay
+                self._event(payload, None, out)  # the events _event treats specially
             else:
                 if not self._finished and _has_finish(payload):
                     self._finished = True
