@@ -7,7 +7,10 @@ import gc
 import logging
 import random
 import sys
+import time
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from crossroads import tokens
 from crossroads.attempts import Clock, SystemClock
@@ -46,6 +49,8 @@ class Runtime:
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.retention: Any = None  # crossroads.retention.Retention, once started
+        self._refresh_lock = asyncio.Lock()
+        self._last_refresh = 0.0
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self, *, announce_admin: bool = True) -> None:
@@ -120,6 +125,28 @@ class Runtime:
     async def changed(self) -> None:
         """Called after a local write: reload now rather than at the next poll."""
         await self.reload()
+
+    async def refreshed(self, seen: Snapshot) -> Snapshot | None:
+        """A newer snapshot than ``seen``, checked for now rather than at the next poll; None
+        when there is none. For refusals that a change made a moment ago elsewhere would
+        turn into answers (a token just created with the CLI, a key just stored, a route just
+        deployed by another replica). The store is asked at most every 100 ms, so a stream
+        of bad tokens cannot turn into a stream of database reads."""
+        async with self._refresh_lock:
+            if self.snapshot is not seen:  # reloaded while this request was on its way
+                return self.snapshot
+            now = time.monotonic()
+            if now - self._last_refresh < 0.1:
+                return None
+            self._last_refresh = now
+            try:
+                epoch = await asyncio.wait_for(self.store.epoch(), self.settings.store_timeout)
+                if epoch == seen.epoch:
+                    return None
+                await asyncio.wait_for(self.reload(), 5.0)
+            except (TimeoutError, OSError, SQLAlchemyError):
+                return None
+            return self.snapshot
 
     # -- helpers used by the management API and the CLI ------------------------------------
     async def put_key(self, account: str, gateway: str, provider: str, alias: str,

@@ -62,7 +62,14 @@ class Call:
         Adapters with an async ``prepare_credentials`` step (token minting, signing time) get it
         run here; on the compat path a caller's own key goes through that step too (e.g. a
         service-account JSON), while on the native path a caller's headers pass as they are."""
-        creds = self.credentials(slug, caller_has_key=caller_has_key)
+        try:
+            creds = self.credentials(slug, caller_has_key=caller_has_key)
+        except MissingProviderKey:
+            fresh = await self.rt.refreshed(self.snap)  # stored a moment ago, e.g. by the CLI
+            if fresh is None:
+                raise
+            self.snap = fresh
+            creds = self.credentials(slug, caller_has_key=caller_has_key)
         caller = self.caller_key
         prepare = getattr(adapter, "prepare_credentials", None)
         if prepare is None:

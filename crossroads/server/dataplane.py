@@ -26,6 +26,7 @@ from crossroads.errors import (
     PayloadTooLarge,
     RateLimited,
     ServiceDegraded,
+    Unauthorized,
 )
 from crossroads.headers import RequestOptions, parse_options
 from crossroads.ids import uuid7
@@ -138,7 +139,15 @@ class DataPlane:
         gateway = snap.gateways.get((account, gateway_id))
         if gateway is None:
             raise NotFound(f"gateway '{gateway_id}' not found in account '{account}'")
-        caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway, headers)
+        try:
+            caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway, headers)
+        except Unauthorized:
+            fresh = await rt.refreshed(snap)  # a token created a moment ago, e.g. by the CLI
+            if fresh is None or (gateway := fresh.gateways.get((account, gateway_id))) is None:
+                raise
+            snap = fresh
+            caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway,
+                                                headers)
         refused: GatewayError | None = None  # logged like any request, then answered
         try:
             body = await read_body(receive, headers, rt.settings.max_body_bytes)

@@ -71,6 +71,9 @@ async def _call_model(call: Call, body: dict[str, Any], step: CallModel) -> Answ
 async def open_route(plane: Any, call: Call, body: dict[str, Any], raw: bytes,
                      name: str) -> Answer:
     deployed = call.snap.routes.get((call.account, call.gateway_id, name))
+    if deployed is None and (fresh := await call.rt.refreshed(call.snap)) is not None:
+        call.snap = fresh  # deployed a moment ago, by the CLI or another replica
+        deployed = fresh.routes.get((call.account, call.gateway_id, name))
     if deployed is None:
         raise NotFound(f"dynamic route '{name}' not found on gateway '{call.gateway_id}'")
     rec = call.record
