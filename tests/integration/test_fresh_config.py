@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+from harness import RunningGateway, StandinServer
 
 from crossroads import tokens
-from tests.harness import RunningGateway, StandinServer
 
 BODY = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 ROUTE = [
