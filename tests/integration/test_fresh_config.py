@@ -30,14 +30,18 @@ def make(gateway_factory: Callable[..., RunningGateway], up: StandinServer,
                             "CROSSROADS_CONFIG_POLL_INTERVAL": "3600"}, **kw)
 
 
+def chat(gw: RunningGateway, token: str, model: str = "openai/gpt-4o-mini") -> httpx.Response:
+    return httpx.post(gw.compat() + "/chat/completions", json=dict(BODY, model=model),
+                      headers={"cf-aig-authorization": f"Bearer {token}"})
+
+
 def test_a_token_created_elsewhere_works_at_once(
         gateway_factory: Callable[..., RunningGateway], openai_up: StandinServer) -> None:
     gw = make(gateway_factory, openai_up)
     gw.put_key("openai", "sk-x")
     value = tokens.new_token()
     gw.thread.run(gw.rt.store.create_token("local", "default", "cli", tokens.digest(value)))
-    r = httpx.post(gw.compat() + "/chat/completions", json=BODY,
-                   headers={"cf-aig-authorization": f"Bearer {value}"})
+    r = chat(gw, value)
     assert r.status_code == 200, r.text
 
 
@@ -45,8 +49,7 @@ def test_an_unknown_token_is_still_refused(
         gateway_factory: Callable[..., RunningGateway], openai_up: StandinServer) -> None:
     gw = make(gateway_factory, openai_up)
     gw.put_key("openai", "sk-x")
-    r = httpx.post(gw.compat() + "/chat/completions", json=BODY,
-                   headers={"cf-aig-authorization": f"Bearer {tokens.new_token()}"})
+    r = chat(gw, tokens.new_token())
     assert r.status_code == 401
     assert r.json()["error"][0]["code"] == 2009
 
@@ -56,8 +59,7 @@ def test_a_key_stored_elsewhere_is_used_at_once(
     gw = make(gateway_factory, openai_up)
     token = gw.token()
     gw.thread.run(gw.rt.put_key("local", "default", "openai", "default", "sk-from-cli"))
-    r = httpx.post(gw.compat() + "/chat/completions", json=BODY,
-                   headers={"cf-aig-authorization": f"Bearer {token}"})
+    r = chat(gw, token)
     assert r.status_code == 200, r.text
 
 
@@ -68,7 +70,6 @@ def test_a_route_deployed_elsewhere_answers_at_once(
     token = gw.token()
     other = make(gateway_factory, openai_up, data_dir=gw.settings.data_dir)  # a 2nd worker
     other.create_route("fresh", ROUTE)
-    r = httpx.post(gw.compat() + "/chat/completions", json=dict(BODY, model="dynamic/fresh"),
-                   headers={"cf-aig-authorization": f"Bearer {token}"})
+    r = chat(gw, token, "dynamic/fresh")
     assert r.status_code == 200, r.text
     assert r.headers["cf-aig-route"] == "fresh"
