@@ -69,7 +69,7 @@ class UpstreamResponse:
         return self._resp.content.at_eof()
 
     async def read_rest(self) -> bytes:
-        if self._resp.content.at_eof():
+        if self.complete:
             return self.first
         parts = [self.first]
         async for chunk in self.chunks():

@@ -104,7 +104,6 @@ def _route_crud(r: APIRouter, rt: Runtime, base: str) -> None:
         return ok(out)
 
 
-
 def _route_versions(r: APIRouter, rt: Runtime, base: str) -> None:
     """Versions, deployments (deploy and roll back) and the explain dry run."""
 
