@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
-import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from crossroads.errors import Conflict, NotFound
 from crossroads.ids import uuid7
 from crossroads.store import schema as t
+from crossroads.store.sqlite_logs import Fix, RowShaper, SQLiteLogWriter
 
 
 def utcnow() -> dt.datetime:
@@ -32,33 +31,13 @@ def aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-def _sqlite_timestamp(value: dt.datetime) -> str:
-    """As SQLAlchemy stores a DateTime on SQLite: naive UTC, microseconds."""
-    if value.tzinfo is not None:
-        value = (value if value.tzinfo is dt.UTC else value.astimezone(dt.UTC)
-                 ).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
-
-
-def _sqlite_bool(value: Any) -> int:
-    return 1 if value else 0
-
-
-def _sqlite_blob(value: Any) -> Any:
-    """``bytes`` as ``bytearray``, which the driver binds as a blob without adapting."""
-    return bytearray(value) if type(value) is bytes else value
-
-
 # SQLite log rows: every column read with one itemgetter (records from ``new_record`` carry
 # them all), then only these touched: a NOT NULL column's value when missing, conversions.
 _LOG_COLUMNS = tuple(c.name for c in t.logs.c)
-_LOG_GETTER = operator.itemgetter(*_LOG_COLUMNS)
-_NONES = (None,) * len(_LOG_COLUMNS)
-_SQLITE_LOG_SLICE = 64  # rows converted between two yields to the event loop
-_SQLITE_LOG_CONVERT: dict[str, Callable[[Any], Any]] = {
-    **{c.name: _sqlite_bool for c in t.logs.c if isinstance(c.type, sa.Boolean)},
-    "created_at": _sqlite_timestamp, "request_body": _sqlite_blob, "response_body": _sqlite_blob}
-_SQLITE_LOG_FIX: tuple[tuple[int, Any, Callable[[Any], Any] | None], ...] = tuple(
+_SQLITE_LOG_SLICE = 64  # rows converted between two yields to the event loop (in-process)
+_SQLITE_LOG_CONVERT = {**{c.name: "bool" for c in t.logs.c if isinstance(c.type, sa.Boolean)},
+                       "created_at": "timestamp", "request_body": "blob", "response_body": "blob"}
+_SQLITE_LOG_FIX: tuple[Fix, ...] = tuple(
     (i, None if c.nullable or c.primary_key
      else (0 if isinstance(c.type, (sa.Boolean, sa.Integer)) else ""),
      _SQLITE_LOG_CONVERT.get(c.name))
@@ -86,7 +65,14 @@ class SQLStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self._sqlite_inserts: dict[tuple[bool, ...], str] = {}  # log INSERT per column set
+        self._log_writer: SQLiteLogWriter | None = None  # SQLite file: its own writer thread
+        self._log_shaper: RowShaper | None = None  # SQLite in memory: written here
+        if self.dialect == "sqlite":
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                self._log_writer = SQLiteLogWriter(path, _LOG_COLUMNS, _SQLITE_LOG_FIX)
+            else:
+                self._log_shaper = RowShaper(_LOG_COLUMNS, _SQLITE_LOG_FIX)
 
     @property
     def dialect(self) -> str:
@@ -98,6 +84,8 @@ class SQLStore:
         await upgrade(self.engine)
 
     async def close(self) -> None:
+        if self._log_writer is not None:
+            await self._log_writer.close()
         await self.engine.dispose()
 
     # -- meta and change epoch -------------------------------------------------------------
@@ -322,8 +310,11 @@ class SQLStore:
         """One multi-row insert; every row gets every column (executemany needs one shape)."""
         if not rows:
             return
-        if self.dialect == "sqlite":
-            await self._insert_logs_sqlite(rows)
+        if self._log_writer is not None:
+            await self._log_writer.insert(rows)  # SQLite: see crossroads.store.sqlite_logs
+            return
+        if self._log_shaper is not None:
+            await self._insert_logs_here(rows, self._log_shaper)
             return
         cols = _LOG_COLUMNS
         full = [{c: r.get(c) for c in cols} for r in rows]
@@ -334,51 +325,17 @@ class SQLStore:
         async with self.engine.begin() as c:
             await c.execute(self._insert_logs_stmt(), full)
 
-    async def _insert_logs_sqlite(self, rows: Sequence[dict[str, Any]]) -> None:
-        """The embedded default's fast path: plain tuples to the driver's executemany.
-
-        SQLAlchemy's per-row parameter processing cost ~40 µs of CPU per log row, a third of
-        a request's budget; values are converted here as SQLAlchemy stores them on SQLite
-        (naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1), so reads are unchanged.
-
-        NULL columns are left out of the statement rather than bound: the driver runs every
-        ``None``, ``bool`` and ``bytes`` parameter through its adapter registry (a tuple key,
-        a dict lookup, two attribute probes), which cost as much as SQLite's own insert. Rows
-        are grouped by which columns they carry, one ``executemany`` per group; bodies are
-        bound as ``bytearray``, which the driver takes as a blob without adapting. The
-        per-row work is C calls (itemgetter, map, compress) but for the few columns fixed up.
-        """
+    async def _insert_logs_here(self, rows: Sequence[dict[str, Any]], shaper: RowShaper
+                                ) -> None:
+        """An in-memory SQLite database (only the engine's connection sees it): rows are
+        converted a slice at a time and inserted through the engine."""
+        values = [tuple(r.get(c) for c in _LOG_COLUMNS) for r in rows]
         groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-        for n, r in enumerate(rows, 1):
-            if n % _SQLITE_LOG_SLICE == 0:
-                await asyncio.sleep(0)  # a 500-row batch would hold the event loop ~2 ms
-            try:
-                values = list(_LOG_GETTER(r))
-            except KeyError:  # a record not made by new_record (tests, tools)
-                values = [r.get(c) for c in _LOG_COLUMNS]
-            for i, default, convert in _SQLITE_LOG_FIX:
-                v = values[i]
-                if v is None:
-                    values[i] = default
-                elif convert is not None:
-                    values[i] = convert(v)
-            shape = tuple(map(operator.is_not, values, _NONES))
-            present = tuple(itertools.compress(values, shape))
-            group = groups.get(shape)
-            if group is None:
-                groups[shape] = [present]
-            else:
-                group.append(present)
+        for i in range(0, len(values), _SQLITE_LOG_SLICE):
+            if i:
+                await asyncio.sleep(0)
+            for shape, params in shaper.groups(values[i:i + _SQLITE_LOG_SLICE]).items():
+                groups.setdefault(shape, []).extend(params)
         async with self.engine.begin() as c:
             for shape, params in groups.items():
-                await c.exec_driver_sql(self._sqlite_log_insert(shape), params)
-
-    def _sqlite_log_insert(self, shape: tuple[bool, ...]) -> str:
-        sql = self._sqlite_inserts.get(shape)
-        if sql is None:
-            names = list(itertools.compress(_LOG_COLUMNS, shape))
-            sql = (f"INSERT INTO logs ({', '.join(names)}) VALUES "
-                   f"({', '.join('?' for _ in names)}) ON CONFLICT (id) DO NOTHING")
-            if len(self._sqlite_inserts) < 1024:
-                self._sqlite_inserts[shape] = sql
-        return sql
+                await c.exec_driver_sql(shaper.sql(shape), params)

@@ -1,0 +1,91 @@
+"""The SQLite log writer: which thread writes a batch, at what priority, and what a failed
+batch leaves behind. (What a stored row reads back as is tested in tests/backends.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crossroads.ids import uuid7
+from crossroads.store import logs as ls
+from crossroads.store.sql import SQLStore
+from crossroads.store.sqlite_logs import LAG, RowShaper, SQLiteLogWriter, _lagging
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+def record(created: dt.datetime, **kw: Any) -> dict[str, Any]:
+    row = {"id": uuid7(), "account_id": "a", "gateway_id": "g", "created_at": created,
+           "provider": "openai", "model": "m", "path": "/x", "success": True, "cached": False,
+           "custom_cost": False, "duration": 1, "request_body": b"{}"}
+    row.update(kw)
+    return row
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    s = SQLStore(f"sqlite+aiosqlite:///{tmp_path}/logs.db")
+    await s.create_schema()
+    yield s
+    await s.close()
+
+
+def test_a_batch_is_lagging_once_its_oldest_record_is_older_than_the_lag() -> None:
+    assert not _lagging([record(NOW)], NOW)
+    assert not _lagging([record(NOW - dt.timedelta(seconds=LAG / 2))], NOW)
+    assert _lagging([record(NOW - dt.timedelta(seconds=LAG + 0.5)), record(NOW)], NOW)
+    assert not _lagging([record(NOW - dt.timedelta(hours=1), created_at=None)], NOW)
+    assert not _lagging([], NOW)
+
+
+def test_null_columns_are_left_out_and_values_converted() -> None:
+    shaper = RowShaper(("id", "flag", "body", "note"),
+                       [(1, 0, "bool"), (2, None, "blob")])
+    groups = shaper.groups([("a", True, b"x", None), ("b", None, None, "n")])
+    assert groups == {(True, True, True, False): [("a", 1, bytearray(b"x"))],
+                      (True, True, False, True): [("b", 0, "n")]}
+    assert shaper.sql((True, True, True, False)) == (
+        "INSERT INTO logs (id, flag, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING")
+
+
+def _writer(store: SQLStore) -> SQLiteLogWriter:
+    writer = store._log_writer
+    assert isinstance(writer, SQLiteLogWriter)
+    return writer
+
+
+async def test_fresh_batches_go_to_the_idle_thread_and_old_ones_to_the_catch_up_thread(
+        store: SQLStore) -> None:
+    writer = _writer(store)
+    now = dt.datetime.now(dt.UTC)
+    await store.insert_logs([record(now) for _ in range(3)])
+    assert writer._idle is not None and writer._busy is None
+    await store.insert_logs([record(now - dt.timedelta(seconds=LAG + 5)) for _ in range(2)])
+    assert writer._busy is not None
+    assert await ls.count_logs(store, "a", "g") == 5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is Linux's")
+async def test_the_usual_writer_thread_runs_at_idle_priority(store: SQLStore) -> None:
+    await store.insert_logs([record(dt.datetime.now(dt.UTC))])
+    threads = [t for t in threading.enumerate() if t.name.startswith("crossroads-log-writer")]
+    assert threads and threads[0].native_id is not None
+    assert os.sched_getscheduler(threads[0].native_id) == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the event loop's thread is untouched
+
+
+async def test_a_failed_batch_raises_and_leaves_nothing_half_written(store: SQLStore) -> None:
+    now = dt.datetime.now(dt.UTC)
+    good = record(now)
+    unbindable = record(now, metadata={"not": "text"})  # a dict: the driver cannot bind it
+    with pytest.raises(Exception, match="binding parameter"):
+        await store.insert_logs([good, unbindable])
+    assert await ls.count_logs(store, "a", "g") == 0  # the whole batch rolled back
+    await store.insert_logs([good])  # the connection is usable again
+    assert await ls.count_logs(store, "a", "g") == 1
