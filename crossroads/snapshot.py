@@ -27,6 +27,14 @@ class DeployedRoute:
     version_number: int
     graph: Any  # crossroads.routing.graph.RouteGraph
 
+    # ``cf-aig-route`` and ``cf-aig-route-version``, encoded once per deployment
+    headers: list[tuple[bytes, bytes]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", [
+            (b"cf-aig-route", self.name.encode()),
+            (b"cf-aig-route-version", str(self.version_number).encode())])
+
 
 @dataclass(slots=True)
 class Snapshot:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from crossroads.routing.conditions import FieldPath, Matcher
 
@@ -116,6 +116,8 @@ class RouteGraph:
     version: str | int | None = None
     start: str = field(init=False, repr=False, compare=False)
     _by_id: Mapping[str, Element] = field(init=False, repr=False, compare=False)
+    # per-element values derived once and reused by every walk (crossroads.routing.plan)
+    memo: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {e.id: e for e in self.elements})

@@ -3,7 +3,7 @@
 No awaits, no clock, no sockets: randomness comes in through ``draw`` and the results of rate
 checks and model calls are reported back by the executor. Driving a walk::
 
-    walk = RouteWalk(graph, ctx, draw=rng.random)
+    walk = RouteWalk(graph, ctx, draw=rng.random)   # trace=False: path only, no reasons
     step = walk.next()
     while not isinstance(step, Finish):
         if isinstance(step, CheckLimit):
@@ -61,7 +61,7 @@ NONE_VALUE = "<none>"
 Outcome = Literal["answered", "rate_limited", "exhausted", "no_model"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: a frozen dataclass's __init__ costs 3x
 class CheckLimit:
     element_id: str
     limit_type: LimitType
@@ -96,7 +96,7 @@ class TraceEntry(NamedTuple):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request, like CheckLimit
 class ModelAttempt:
     element_id: str
     provider: str
@@ -141,11 +141,14 @@ class RouteWalk:
     """One request's walk through ``graph``; see the module docstring for the protocol."""
 
     def __init__(self, graph: RouteGraph, ctx: Mapping[str, Any], *,
-                 draw: Callable[[], float]) -> None:
+                 draw: Callable[[], float], trace: bool = True) -> None:
         self.graph = graph
         self.ctx = ctx
         self._draw = draw
+        # each decision with its reason, for explain and the dry run; a request's walk only
+        # needs ``path``, so the executor turns tracing off and no reason text is built
         self.trace: list[TraceEntry] = []
+        self._tracing = trace
         self.path: list[str] = []
         self.attempts: list[ModelAttempt] = []
         self.admitted_limits: list[CheckLimit] = []
@@ -187,8 +190,13 @@ class RouteWalk:
                      element.true if hit else element.false)
         elif kind == "model":
             assert isinstance(element, Model)
-            self._pending = CallModel(element.id, element.provider, element.model,
-                                      element.timeout_ms, element.retries)
+            # the step is the same every time: made once per graph
+            step = self.graph.memo.get(element.id)
+            if step is None:
+                step = self.graph.memo[element.id] = CallModel(
+                    element.id, element.provider, element.model, element.timeout_ms,
+                    element.retries)
+            self._pending = step
         elif kind == "rate":
             assert isinstance(element, Rate)
             self._pending = CheckLimit(
@@ -205,22 +213,29 @@ class RouteWalk:
             self._end(element)
 
     def _go(self, element_id: str, outcome: str, reason: str, target: str | None) -> None:
-        self.trace.append(TraceEntry(element_id, outcome, reason))
+        if self._tracing:
+            self.trace.append(TraceEntry(element_id, outcome, reason))
         self._current = target
 
     def _split(self, element: Percentage) -> None:
         value = MISSING if element.sticky is None else element.sticky.resolve(self.ctx)
         if value is MISSING or value is None:
             u = self._draw()
-            how = f"draw {u:.4f}"
-            if element.sticky is not None:
-                how += f" ({element.sticky.text} missing, not sticky)"
+            sticky = False
         else:
             u = sticky_fraction(element.id, value)
-            how = f"sticky {element.sticky.text} → {u:.4f}"  # type: ignore[union-attr]
+            sticky = True
         branch = pick_branch(element, u)
-        self._go(element.id, branch.label, f"{how} falls in branch {branch.label}",
-                 branch.target)
+        how = ""
+        if self._tracing:
+            if sticky:
+                how = f"sticky {element.sticky.text} → {u:.4f}"  # type: ignore[union-attr]
+            else:
+                how = f"draw {u:.4f}"
+                if element.sticky is not None:
+                    how += f" ({element.sticky.text} missing, not sticky)"
+            how += f" falls in branch {branch.label}"
+        self._go(element.id, branch.label, how, branch.target)
 
     def _bucket(self, element: Rate) -> str:
         return f"{self.graph.name}:{element.id}:{key_text(element.key.resolve(self.ctx))}"
@@ -234,7 +249,8 @@ class RouteWalk:
             outcome = "rate_limited"
         else:
             outcome = "no_model"
-        self.trace.append(TraceEntry(element.id, outcome, "end of route"))
+        if self._tracing:
+            self.trace.append(TraceEntry(element.id, outcome, "end of route"))
         self.finished = Finish(element.id, outcome == "answered", outcome)
 
     def limit_result(self, admitted: bool) -> None:
@@ -244,8 +260,8 @@ class RouteWalk:
         assert isinstance(rate, Rate)
         if admitted:
             self.admitted_limits.append(step)
-            self._go(rate.id, "admitted", f"under the limit of bucket {step.bucket_key}",
-                     rate.success)
+            self._go(rate.id, "admitted", f"under the limit of bucket {step.bucket_key}"
+                     if self._tracing else "", rate.success)
             return
         self.refused_limits.append(step)
         reason = f"over the limit of bucket {step.bucket_key}"

@@ -78,7 +78,8 @@ async def open_route(plane: Any, call: Call, body: dict[str, Any], raw: bytes,
         raise NotFound(f"dynamic route '{name}' not found on gateway '{call.gateway_id}'")
     rec = call.record
     rec["route"], rec["route_version"] = name, deployed.version_id
-    walk = RouteWalk(deployed.graph, route_context(call, body), draw=call.rt.rng.random)
+    walk = RouteWalk(deployed.graph, route_context(call, body), draw=call.rt.rng.random,
+                     trace=False)
     answer: Answer | None = None
     last_error: ProviderErrorAnswer | None = None
     try:
@@ -101,10 +102,8 @@ async def open_route(plane: Any, call: Call, body: dict[str, Any], raw: bytes,
             step = walk.next()
     finally:
         rec["route_path"] = ",".join(walk.path)
-    path = ",".join(walk.path).encode()
-    call.response_headers += [(b"cf-aig-route", name.encode()),
-                              (b"cf-aig-route-version", str(deployed.version_number).encode()),
-                              (b"cf-aig-route-path", path)]
+    call.response_headers += deployed.headers
+    call.response_headers.append((b"cf-aig-route-path", rec["route_path"].encode()))
     if answer is None:
         err = walk.error() or GatewayError("route finished without an answer")
         if last_error is not None and err.details is not None:

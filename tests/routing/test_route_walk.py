@@ -31,9 +31,10 @@ def no_draw() -> float:
 
 def run(graph: RouteGraph, ctx: dict[str, Any], *, draw: Any = no_draw,
         limits: dict[str, bool] | None = None,
-        models: dict[str, tuple[bool, str | None]] | None = None) -> RouteWalk:
+        models: dict[str, tuple[bool, str | None]] | None = None,
+        trace: bool = True) -> RouteWalk:
     """Drive a walk to its Finish the way an executor does."""
-    walk = RouteWalk(graph, ctx, draw=draw)
+    walk = RouteWalk(graph, ctx, draw=draw, trace=trace)
     step = walk.next()
     while not isinstance(step, Finish):
         if isinstance(step, CheckLimit):
@@ -275,3 +276,23 @@ def test_fallback_chain_property(results: list[bool]) -> None:
     assert [a.element_id for a in walk.attempts] == ids[:tried]
     assert walk.finished is not None and walk.finished.answered is (True in results)
     assert walk.path == ["s", *ids[:tried], *(["e"] if True in results else [])]
+
+
+@given(st.sampled_from(["PLANS", "SPLIT", "STICKY", "LIMITED", "CHAIN"]),
+       st.sampled_from([None, "pro", "free"]), st.sampled_from([None, "u-1", "u-2"]),
+       st.floats(0, 1, exclude_max=True), st.booleans(), st.booleans())
+def test_an_untraced_walk_takes_the_same_path_to_the_same_end(
+        name: str, plan: str | None, user: str | None, u: float, admitted: bool,
+        first_ok: bool) -> None:
+    # the executor walks with trace=False (no reason text is built); only the trace differs
+    graph = globals()[name]
+    ctx = {"metadata": {"plan": plan, "user_id": user}}
+    kw: dict[str, Any] = dict(draw=lambda: u, limits={"rl": admitted},
+                              models={"m1": (first_ok, None if first_ok else "upstream 503")})
+    traced, untraced = run(graph, ctx, **kw), run(graph, ctx, trace=False, **kw)
+    assert untraced.path == traced.path and untraced.finished == traced.finished
+    assert untraced.attempts == traced.attempts
+    assert (untraced.error() is None) == (traced.error() is None)
+    if traced.error() is not None:
+        assert str(untraced.error()) == str(traced.error())
+    assert traced.trace and untraced.trace == []
