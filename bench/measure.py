@@ -100,15 +100,31 @@ def judge(result: dict, target: Target) -> tuple[str, str]:
     return "ok", "; ".join(notes)
 
 
+def settled_cpu(server: procs.Server, step: float = 0.2, quiet: float = 0.02,
+                limit: float = 30.0) -> float:
+    """The server tree's CPU seconds once it has gone quiet (under ``quiet`` of a core over
+    ``step`` s): work a run leaves behind, such as log rows still being written, is charged
+    to that run, and the warm-up's leftovers are not charged to the measurement."""
+    prev = procs.tree_cpu_seconds(server.pid)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        cur = procs.tree_cpu_seconds(server.pid)
+        if cur - prev < quiet * step:
+            return cur
+        prev = cur
+    return prev
+
+
 def measured_run(server: procs.Server, target: Target, load: dict, cfg: Settings) -> dict:
     """Warm up, then measure; returns the loadgen result plus CPU/RSS."""
     if "rate" in load:
+        cpu0 = settled_cpu(server)
         busy0, t0 = procs.core_busy_seconds(), time.monotonic()
-        cpu0 = procs.tree_cpu_seconds(server.pid)
         res = loadgen.run_fixed_rate(
             target.url, target.body, target.headers, load["rate"], cfg.duration, cfg.tmp
         )
-        cpu1 = procs.tree_cpu_seconds(server.pid)
+        cpu1 = settled_cpu(server)
         served = res.get("sent", res["requests"])
     else:
         conns = load["conns"]
@@ -116,13 +132,13 @@ def measured_run(server: procs.Server, target: Target, load: dict, cfg: Settings
             target.url, target.body, target.headers, conns, cfg.warmup, cfg.tmp,
             count_header=target.count_header,
         )  # fmt: skip
+        cpu0 = settled_cpu(server)
         busy0, t0 = procs.core_busy_seconds(), time.monotonic()
-        cpu0 = procs.tree_cpu_seconds(server.pid)
         res = loadgen.run_wrk(
             target.url, target.body, target.headers, conns, cfg.duration, cfg.tmp,
             count_header=target.count_header,
         )  # fmt: skip
-        cpu1 = procs.tree_cpu_seconds(server.pid)
+        cpu1 = settled_cpu(server)
         served = res["requests"]
     busy1, wall = procs.core_busy_seconds(), time.monotonic() - t0
     core = procs.SERVER_CORE

@@ -6,8 +6,9 @@ competed for the one core with the event loop at the same priority, and a batch 
 hundred rows held up the requests that arrived meanwhile (p99 at one connection ~3 ms
 against ~1 ms with logging off). Now:
 
-* rows are converted on the event loop a slice at a time (``SLICE`` rows, ~100 µs, between
-  yields), so no request waits behind a whole batch;
+* rows are converted on the event loop a slice at a time (``SLICE`` rows, ~100 µs), each
+  slice handed to the writer thread before the next is converted, so no request waits
+  behind a whole batch;
 * the INSERTs run on a dedicated thread with its own ``sqlite3`` connection (no SQLAlchemy,
   no aiosqlite hop per statement), which drops the GIL inside SQLite;
 * that thread runs as ``SCHED_IDLE`` (Linux, per thread): it gets the core only when the event
@@ -15,8 +16,9 @@ against ~1 ms with logging off). Now:
   nice value was not enough: the kernel's EEVDF scheduler lets a running task finish its slice
   (~3 ms) before a waking one runs, which is what the p99 was made of;
 * an idle-priority thread can starve when the loop is busy all the time (full load), so a
-  batch whose oldest record is more than ``LAG`` seconds old goes to a second thread at normal
-  priority instead, which catches up with its fair share of the core. (An unprivileged thread
+  batch whose oldest record is more than ``LAG`` seconds old is converted in one go and goes
+  to a second thread at normal priority instead, which catches up with its fair share of the
+  core (under full load the log trails the requests by about ``LAG``). (An unprivileged thread
   cannot raise itself back from ``SCHED_IDLE``, hence two threads; they share one connection,
   one batch at a time.)
 
@@ -38,7 +40,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 SLICE = 16  # rows converted between two yields to the event loop (~100 µs)
-LAG = 1.0  # seconds: a batch with a record older than this is written at normal priority
+# seconds: a batch with a record older than this is behind; it is converted in one go (a
+# busy loop makes every yield wait for a turn, which would cap the writer) and written at
+# normal priority. Above the default flush interval (0.2 s), which a batch waits by design.
+LAG = 0.5
 
 # -- converting a record's values to what the logs table stores on SQLite -------------------
 
@@ -163,37 +168,53 @@ class SQLiteLogWriter:
         return self._idle
 
     async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-        for i in range(0, len(rows), SLICE):
-            if i:
-                await asyncio.sleep(0)
-            for shape, params in self.shaper.groups(self._tuples(rows[i:i + SLICE])).items():
-                got = groups.get(shape)
-                if got is None:
-                    groups[shape] = params
-                else:
-                    got.extend(params)
+        """Store ``rows`` in one transaction: written ``SLICE`` rows at a time by the idle
+        thread (a starved idle thread then holds up one small slice, not the batch), or all
+        at once by the catch-up thread once the batch is behind."""
+        if not rows:
+            return
         if self._lock is None:
             self._lock = asyncio.Lock()
-        executor = self._executor(_lagging(rows, dt.datetime.now(dt.UTC)))
+        loop = asyncio.get_running_loop()
         async with self._lock, asyncio.timeout(self.TIMEOUT):
-            await asyncio.get_running_loop().run_in_executor(executor, self._write, groups)
+            lagging = _lagging(rows, dt.datetime.now(dt.UTC))
+            done, total = 0, len(rows)
+            while done < total:
+                step = total - done if lagging else SLICE
+                groups = self.shaper.groups(self._tuples(rows[done:done + step]))
+                first, done = done == 0, done + step
+                await loop.run_in_executor(self._executor(lagging), self._write, groups,
+                                           first, done >= total)
+                if not lagging and done < total:
+                    lagging = _lagging(rows[done:done + 1], dt.datetime.now(dt.UTC))
 
-    def _write(self, groups: dict[tuple[bool, ...], list[tuple[Any, ...]]]) -> None:
+    def _connection(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._conn = conn
+        return conn
+
+    def _write(self, groups: dict[tuple[bool, ...], list[tuple[Any, ...]]], first: bool,
+               last: bool) -> None:
+        """One slice of a batch, on a writer thread: the batch's transaction is opened by its
+        first slice and committed by its last. A batch abandoned half way (timed out,
+        cancelled) is rolled back by the next one's first slice; its retry writes it whole."""
         with self._writing:
-            conn = self._conn
-            if conn is None:
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA busy_timeout=30000")
-                self._conn = conn
-            conn.execute("BEGIN IMMEDIATE")
+            conn = self._connection()
             try:
+                if first:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    conn.execute("BEGIN IMMEDIATE")
                 for shape, params in groups.items():
                     conn.executemany(self.shaper.sql(shape), params)
-                conn.execute("COMMIT")
+                if last:
+                    conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

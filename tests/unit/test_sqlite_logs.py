@@ -15,7 +15,7 @@ import pytest
 from crossroads.ids import uuid7
 from crossroads.store import logs as ls
 from crossroads.store.sql import SQLStore
-from crossroads.store.sqlite_logs import LAG, RowShaper, SQLiteLogWriter, _lagging
+from crossroads.store.sqlite_logs import LAG, SLICE, RowShaper, SQLiteLogWriter, _lagging
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -82,10 +82,19 @@ async def test_the_usual_writer_thread_runs_at_idle_priority(store: SQLStore) ->
 
 async def test_a_failed_batch_raises_and_leaves_nothing_half_written(store: SQLStore) -> None:
     now = dt.datetime.now(dt.UTC)
-    good = record(now)
+    good = [record(now) for _ in range(SLICE + 3)]  # the first slice is written, not committed
     unbindable = record(now, metadata={"not": "text"})  # a dict: the driver cannot bind it
     with pytest.raises(Exception, match="binding parameter"):
-        await store.insert_logs([good, unbindable])
+        await store.insert_logs([*good, unbindable])
     assert await ls.count_logs(store, "a", "g") == 0  # the whole batch rolled back
-    await store.insert_logs([good])  # the connection is usable again
+    await store.insert_logs(good)  # the connection is usable again
+    assert await ls.count_logs(store, "a", "g") == SLICE + 3
+
+
+async def test_a_batch_abandoned_half_way_is_rolled_back_by_the_next(store: SQLStore) -> None:
+    writer = _writer(store)
+    now = dt.datetime.now(dt.UTC)
+    half = writer.shaper.groups(writer._tuples([record(now) for _ in range(3)]))
+    writer._write(half, True, False)  # its first slice, then the batch was cancelled
+    await store.insert_logs([record(now)])
     assert await ls.count_logs(store, "a", "g") == 1
