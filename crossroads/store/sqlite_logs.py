@@ -15,10 +15,11 @@ against ~1 ms with logging off). Now:
   loop has nothing to do, and a request that wakes the loop preempts it at once. Lowering its
   nice value was not enough: the kernel's EEVDF scheduler lets a running task finish its slice
   (~3 ms) before a waking one runs, which is what the p99 was made of;
-* an idle-priority thread can starve when the loop is busy all the time (full load), so a
-  batch whose oldest record is more than ``LAG`` seconds old is converted in one go and goes
-  to a second thread at normal priority instead, which catches up with its fair share of the
-  core (under full load the log trails the requests by about ``LAG``). (An unprivileged thread
+* an idle-priority thread starves when the loop is busy all the time (full load): a slice
+  that waits more than ``PATIENCE`` for it gets the core lent for a moment, and batches go
+  to a second thread at normal priority for the next second, as does any batch whose oldest
+  record is more than ``LAG`` seconds old (converted in one go). Under full load the log
+  trails the requests by a fraction of a second. (An unprivileged thread
   cannot raise itself back from ``SCHED_IDLE``, hence two threads; they share one connection,
   one batch at a time.)
 
@@ -35,7 +36,8 @@ import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -78,14 +80,14 @@ class RowShaper:
     NULL columns are left out of the statement rather than bound: the driver runs every
     ``None``, ``bool`` and ``bytes`` parameter through its adapter registry (a tuple key, a
     dict lookup, two attribute probes), which cost as much as SQLite's own insert. Rows are
-    grouped by which columns they carry, one ``executemany`` per group."""
+    grouped by which columns they carry, and inserted with multi-row statements."""
 
     def __init__(self, columns: Sequence[str], fixes: Sequence[Fix]) -> None:
         self.columns = tuple(columns)
         self.fixes = tuple((i, default, CONVERTERS[name] if name else None)
                            for i, default, name in fixes)
         self._nones = (None,) * len(self.columns)
-        self._sql: dict[tuple[bool, ...], str] = {}
+        self._sql: dict[tuple[tuple[bool, ...], int], str] = {}
 
     def groups(self, rows: Sequence[Sequence[Any]]) -> dict[tuple[bool, ...], list[tuple]]:
         out: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
@@ -106,16 +108,31 @@ class RowShaper:
                 group.append(present)
         return out
 
-    def sql(self, shape: tuple[bool, ...]) -> str:
-        sql = self._sql.get(shape)
+    def sql(self, shape: tuple[bool, ...], rows: int = 1) -> str:
+        """The INSERT for rows of ``shape``: ``rows`` rows in one statement (VALUES lists)."""
+        sql = self._sql.get((shape, rows))
         if sql is None:
             names = list(itertools.compress(self.columns, shape))
+            one = f"({', '.join('?' for _ in names)})"
             sql = (f"INSERT INTO logs ({', '.join(names)}) VALUES "
-                   f"({', '.join('?' for _ in names)}) ON CONFLICT (id) DO NOTHING")
+                   f"{', '.join([one] * rows)} ON CONFLICT (id) DO NOTHING")
             if len(self._sql) < 1024:
-                self._sql[shape] = sql
+                self._sql[(shape, rows)] = sql
         return sql
 
+    def statements(self, shape: tuple[bool, ...], params: list[tuple[Any, ...]]
+                   ) -> Iterator[tuple[str, list[Any]]]:
+        """Multi-row INSERTs for ``params`` (each up to ~30,000 parameters, SQLite's limit
+        being 32,766), with their flattened parameters.
+
+        One statement per many rows rather than ``executemany``: the driver takes the GIL
+        to bind each row and gives it up inside SQLite, and a writer thread waiting for the
+        GIL behind a busy event loop gets it about once per switch interval (5 ms); row by
+        row that capped the writer at a few hundred rows a second under full load."""
+        per = max(1, min(256, 30_000 // max(sum(shape), 1)))
+        for i in range(0, len(params), per):
+            chunk = params[i:i + per]
+            yield self.sql(shape, len(chunk)), list(itertools.chain.from_iterable(chunk))
 
 
 def _idle_priority() -> None:
@@ -136,6 +153,7 @@ class SQLiteLogWriter:
     """``insert(records)`` for a SQLite file; see the module docstring."""
 
     TIMEOUT = 90.0  # SQLite waits up to 30 s for the write lock (busy_timeout), then fails
+    PATIENCE = 0.2  # seconds a slice may wait for the idle thread before the loop helps it
 
     def __init__(self, path: str, columns: Sequence[str], fixes: Sequence[Fix]) -> None:
         self.path = path
@@ -144,6 +162,7 @@ class SQLiteLogWriter:
         self._idle: ThreadPoolExecutor | None = None  # SCHED_IDLE: the usual writer
         self._busy: ThreadPoolExecutor | None = None  # normal priority: catching up
         self._lock: asyncio.Lock | None = None  # one batch at a time on the connection
+        self._busy_until = 0.0  # monotonic: until then, skip the idle thread (it was starved)
         self._conn: sqlite3.Connection | None = None  # used by the two writer threads only
         # held while writing: a batch whose wait timed out may still be running on one thread
         # when its retry starts on the other
@@ -177,16 +196,34 @@ class SQLiteLogWriter:
             self._lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
         async with self._lock, asyncio.timeout(self.TIMEOUT):
-            lagging = _lagging(rows, dt.datetime.now(dt.UTC))
+            lagging = (time.monotonic() < self._busy_until
+                       or _lagging(rows, dt.datetime.now(dt.UTC)))
             done, total = 0, len(rows)
             while done < total:
                 step = total - done if lagging else SLICE
                 groups = self.shaper.groups(self._tuples(rows[done:done + step]))
                 first, done = done == 0, done + step
-                await loop.run_in_executor(self._executor(lagging), self._write, groups,
+                job = loop.run_in_executor(self._executor(lagging), self._write, groups,
                                            first, done >= total)
+                if not lagging:
+                    lagging = await self._starved(job)
+                await job
                 if not lagging and done < total:
                     lagging = _lagging(rows[done:done + 1], dt.datetime.now(dt.UTC))
+
+    async def _starved(self, job: asyncio.Future[None]) -> bool:
+        """Wait for a slice on the idle thread. A loop busy all the time starves that thread
+        (one slice waited 3.7 s under full load): after ``PATIENCE`` the loop lends it the core
+        for a moment (a short blocking sleep; only under such load, where it costs nothing
+        that matters) and the writer uses the catch-up thread for a second. True if starved."""
+        starved = False
+        while True:
+            finished, _ = await asyncio.wait({job}, timeout=self.PATIENCE)
+            if finished:
+                return starved
+            starved = True
+            self._busy_until = time.monotonic() + 1.0
+            time.sleep(0.0005)  # the one core goes to the idle thread: it finishes its slice
 
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn
@@ -212,7 +249,8 @@ class SQLiteLogWriter:
                         conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
                 for shape, params in groups.items():
-                    conn.executemany(self.shaper.sql(shape), params)
+                    for sql, flat in self.shaper.statements(shape, params):
+                        conn.execute(sql, flat)
                 if last:
                     conn.execute("COMMIT")
             except BaseException:
