@@ -3,6 +3,7 @@ batch leaves behind. (What a stored row reads back as is tested in tests/backend
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import sys
@@ -97,4 +98,26 @@ async def test_a_batch_abandoned_half_way_is_rolled_back_by_the_next(store: SQLS
     half = writer.shaper.groups(writer._tuples([record(now) for _ in range(3)]))
     writer._write(half, True, False)  # its first slice, then the batch was cancelled
     await store.insert_logs([record(now)])
+    assert await ls.count_logs(store, "a", "g") == 1
+
+
+async def test_a_slice_starved_on_the_idle_thread_gets_the_core_lent_and_the_next_batches_go_to_the_catch_up_thread(  # noqa: E501
+        store: SQLStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crossroads.store import sqlite_logs
+
+    writer = _writer(store)
+    writer.PATIENCE = 0.001  # the job below finishes only once the loop lends the core
+    job: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    lent: list[float] = []
+
+    def lend(seconds: float) -> None:
+        lent.append(seconds)
+        if not job.done():
+            job.set_result(None)
+
+    monkeypatch.setattr(sqlite_logs.time, "sleep", lend)
+    assert await writer._starved(job) is True
+    assert lent == [0.0005]
+    await store.insert_logs([record(dt.datetime.now(dt.UTC))])  # fresh, yet within the second
+    assert writer._busy is not None and writer._idle is None
     assert await ls.count_logs(store, "a", "g") == 1
