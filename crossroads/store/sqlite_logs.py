@@ -127,8 +127,8 @@ class RowShaper:
 
         One statement per many rows rather than ``executemany``: the driver takes the GIL
         to bind each row and gives it up inside SQLite, and a writer thread waiting for the
-        GIL behind a busy event loop gets it about once per switch interval (5 ms); row by
-        row that capped the writer at a few hundred rows a second under full load."""
+        GIL behind a busy event loop may get it only once per switch interval (5 ms); this
+        way a slice needs it twice, not twice per row."""
         per = max(1, min(256, 30_000 // max(sum(shape), 1)))
         for i in range(0, len(params), per):
             chunk = params[i:i + per]
