@@ -3,7 +3,7 @@
 No awaits, no clock, no sockets: randomness comes in through ``draw`` and the results of rate
 checks and model calls are reported back by the executor. Driving a walk::
 
-    walk = RouteWalk(graph, ctx, draw=rng.random)   # trace=False: path only, no reasons
+    walk = RouteWalk(graph, ctx, draw=rng.random)   # trace=False: no reason text (path only)
     step = walk.next()
     while not isinstance(step, Finish):
         if isinstance(step, CheckLimit):
