@@ -157,8 +157,9 @@ def markdown(data: dict) -> str:
         f"(wrk, 1 thread). Fixed-rate run: {s['rate']:g} req/s for {s['duration_s']:g} s, "
         "latency from the intended send time. Systems on core 0; wrk and the nginx stand-in "
         "on core 1 (crossroads-w2: gateway on cores 0–1, sharing core 1 with wrk and nginx). "
-        "CPU is the server process tree's user+system time over the measured run divided "
-        "by requests served; RSS is the tree's total after the run.",
+        "CPU is the server process tree's user+system time over the measured run, until "
+        "the tree has gone quiet after it, divided by requests served; RSS is the tree's "
+        "total after the run.",
         "",
         *_noise_warning(rows),
         "## Targets",
