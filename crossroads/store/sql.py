@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from crossroads.errors import Conflict, NotFound
 from crossroads.ids import uuid7
 from crossroads.store import schema as t
-from crossroads.store.sqlite_logs import Fix, RowShaper, SQLiteLogWriter
+from crossroads.store.sqlite_logs import SLICE, Fix, RowShaper, SQLiteLogWriter
 
 
 def utcnow() -> dt.datetime:
@@ -34,7 +34,6 @@ def aware(value: dt.datetime | None) -> dt.datetime | None:
 # SQLite log rows: every column read with one itemgetter (records from ``new_record`` carry
 # them all), then only these touched: a NOT NULL column's value when missing, conversions.
 _LOG_COLUMNS = tuple(c.name for c in t.logs.c)
-_SQLITE_LOG_SLICE = 64  # rows converted between two yields to the event loop (in-process)
 _SQLITE_LOG_CONVERT = {**{c.name: "bool" for c in t.logs.c if isinstance(c.type, sa.Boolean)},
                        "created_at": "timestamp", "request_body": "blob", "response_body": "blob"}
 _SQLITE_LOG_FIX: tuple[Fix, ...] = tuple(
@@ -329,12 +328,11 @@ class SQLStore:
                                 ) -> None:
         """An in-memory SQLite database (only the engine's connection sees it): rows are
         converted a slice at a time and inserted through the engine."""
-        values = [tuple(r.get(c) for c in _LOG_COLUMNS) for r in rows]
         groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-        for i in range(0, len(values), _SQLITE_LOG_SLICE):
+        for i in range(0, len(rows), SLICE):
             if i:
                 await asyncio.sleep(0)
-            for shape, params in shaper.groups(values[i:i + _SQLITE_LOG_SLICE]).items():
+            for shape, params in shaper.groups(shaper.values(rows[i:i + SLICE])).items():
                 groups.setdefault(shape, []).extend(params)
         async with self.engine.begin() as c:
             for shape, params in groups.items():

@@ -87,7 +87,18 @@ class RowShaper:
         self.fixes = tuple((i, default, CONVERTERS[name] if name else None)
                            for i, default, name in fixes)
         self._nones = (None,) * len(self.columns)
+        self._getter = operator.itemgetter(*self.columns)
         self._sql: dict[tuple[tuple[bool, ...], int], str] = {}
+
+    def values(self, records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Each record's values in ``columns`` order, read with one ``itemgetter`` (records
+        from ``new_record`` carry every column); a missing key reads as None."""
+        getter = self._getter
+        try:
+            return [getter(r) for r in records]
+        except KeyError:  # records not made by new_record (tests, tools)
+            columns = self.columns
+            return [tuple(r.get(c) for c in columns) for r in records]
 
     def groups(self, rows: Sequence[Sequence[Any]]) -> dict[tuple[bool, ...], list[tuple]]:
         out: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
@@ -158,7 +169,6 @@ class SQLiteLogWriter:
     def __init__(self, path: str, columns: Sequence[str], fixes: Sequence[Fix]) -> None:
         self.path = path
         self.shaper = RowShaper(columns, fixes)
-        self._getter = operator.itemgetter(*columns)
         self._idle: ThreadPoolExecutor | None = None  # SCHED_IDLE: the usual writer
         self._busy: ThreadPoolExecutor | None = None  # normal priority: catching up
         self._lock: asyncio.Lock | None = None  # one batch at a time on the connection
@@ -167,14 +177,6 @@ class SQLiteLogWriter:
         # held while writing: a batch whose wait timed out may still be running on one thread
         # when its retry starts on the other
         self._writing = threading.Lock()
-
-    def _tuples(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        getter = self._getter
-        try:
-            return [getter(r) for r in rows]
-        except KeyError:  # records not made by new_record (tests, tools)
-            columns = self.shaper.columns
-            return [tuple(r.get(c) for c in columns) for r in rows]
 
     def _executor(self, lagging: bool) -> ThreadPoolExecutor:
         if lagging:
@@ -201,7 +203,7 @@ class SQLiteLogWriter:
             done, total = 0, len(rows)
             while done < total:
                 step = total - done if lagging else SLICE
-                groups = self.shaper.groups(self._tuples(rows[done:done + step]))
+                groups = self.shaper.groups(self.shaper.values(rows[done:done + step]))
                 first, done = done == 0, done + step
                 job = loop.run_in_executor(self._executor(lagging), self._write, groups,
                                            first, done >= total)

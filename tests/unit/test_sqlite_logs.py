@@ -95,7 +95,7 @@ async def test_a_failed_batch_raises_and_leaves_nothing_half_written(store: SQLS
 async def test_a_batch_abandoned_half_way_is_rolled_back_by_the_next(store: SQLStore) -> None:
     writer = _writer(store)
     now = dt.datetime.now(dt.UTC)
-    half = writer.shaper.groups(writer._tuples([record(now) for _ in range(3)]))
+    half = writer.shaper.groups(writer.shaper.values([record(now) for _ in range(3)]))
     writer._write(half, True, False)  # its first slice, then the batch was cancelled
     await store.insert_logs([record(now)])
     assert await ls.count_logs(store, "a", "g") == 1
@@ -121,3 +121,15 @@ async def test_a_slice_starved_on_the_idle_thread_gets_the_core_lent_and_the_nex
     await store.insert_logs([record(dt.datetime.now(dt.UTC))])  # fresh, yet within the second
     assert writer._busy is not None and writer._idle is None
     assert await ls.count_logs(store, "a", "g") == 1
+
+
+async def test_an_in_memory_database_stores_rows_through_the_engine() -> None:
+    s = SQLStore("sqlite+aiosqlite://")  # no file a writer thread could open
+    await s.create_schema()
+    try:
+        assert s._log_writer is None
+        now = dt.datetime.now(dt.UTC)
+        await s.insert_logs([record(now) for _ in range(SLICE + 3)])  # two slices
+        assert await ls.count_logs(s, "a", "g") == SLICE + 3
+    finally:
+        await s.close()
