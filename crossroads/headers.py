@@ -92,9 +92,19 @@ def parse_metadata(value: str) -> dict[str, str | int | float | bool]:
     return out
 
 
+# every header parse_options reads: a request with none of them (most) skips the lookups
+OPTION_HEADERS = frozenset((
+    "cf-aig-metadata", "cf-aig-cache-ttl", "cf-cache-ttl", "cf-aig-skip-cache", "cf-skip-cache",
+    "cf-aig-cache-key", "cf-aig-collect-log", "cf-aig-collect-log-payload", "cf-aig-custom-cost",
+    "cf-aig-request-timeout", "cf-aig-max-attempts", "cf-aig-retry-delay", "cf-aig-backoff",
+    "cf-aig-event-id", "cf-aig-byok-alias"))
+
+
 def parse_options(h: dict[str, str]) -> RequestOptions:
     """``h`` has lower-cased header names."""
     o = RequestOptions()
+    if OPTION_HEADERS.isdisjoint(h):
+        return o
     if (v := h.get("cf-aig-metadata")) is not None:
         o.metadata = parse_metadata(v)
     ttl = h.get("cf-aig-cache-ttl", h.get("cf-cache-ttl"))

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crossroads.errors import InvalidHeader
-from crossroads.headers import parse_metadata, parse_options
+from crossroads.headers import OPTION_HEADERS, parse_metadata, parse_options
 from crossroads.providers.base import Usage
 from crossroads.providers.pricing import Rates, cost_of, parse_custom_cost, rates_for
 
@@ -17,6 +17,34 @@ from crossroads.providers.pricing import Rates, cost_of, parse_custom_cost, rate
 def test_defaults() -> None:
     o = parse_options({})
     assert o.metadata == {} and o.byok_alias == "default" and o.cache_ttl is None
+
+
+class _Reads(dict):
+    """A header dict that records which names were looked up."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_option_headers_lists_every_header_read() -> None:
+    # parse_options skips its lookups when no header of OPTION_HEADERS is present, so a
+    # header it reads but the set misses would be ignored on most requests
+    h = _Reads({"cf-aig-event-id": "e1", "authorization": "Bearer x"})
+    assert parse_options(h).event_id == "e1"
+    assert h.read == OPTION_HEADERS
+
+
+def test_requests_without_option_headers_get_defaults() -> None:
+    h = _Reads({"authorization": "Bearer x", "cf-aig-authorization": "Bearer y",
+                "content-type": "application/json"})
+    o = parse_options(h)
+    assert o == parse_options({}) and o.collect_log is None and o.metadata == {}
+    assert o is not parse_options(h)  # a fresh object each time (callers may keep it)
 
 
 @pytest.mark.parametrize("name,value", [
