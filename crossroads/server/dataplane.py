@@ -99,11 +99,15 @@ def policy_for(call: Call, step: dict[str, Any] | None) -> RetryPolicy:
 class DataPlane:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._sweep: DisconnectSweep | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         out = Responder(send)
-        task = asyncio.current_task()
-        watcher = DisconnectWatch(receive, task, out)
+        loop = asyncio.get_running_loop()
+        sweep = self._sweep
+        if sweep is None or sweep.loop is not loop:
+            sweep = self._sweep = DisconnectSweep(loop)
+        watcher = DisconnectWatch(receive, asyncio.current_task(loop), out, sweep)
         call: Call | None = None
         try:
             call, rest, body = await self._admit(scope, receive)
@@ -305,25 +309,23 @@ class DisconnectWatch:
     """Cancels the request's task when the client disconnects, which cancels the upstream call.
 
     Learning of a disconnect takes a pending ``receive()``, i.e. a task per request; most
-    answers finish within milliseconds, so the task is only started if the request is still
-    running after ``DELAY`` seconds (a timer costs a fraction of a task)."""
+    answers finish within milliseconds, so the task is only started for a request still
+    running after ``DisconnectSweep.DELAY`` to ``2 * DELAY`` seconds."""
 
-    DELAY = 0.02
-    __slots__ = ("_receive", "_task", "_out", "_timer", "_watcher")
+    __slots__ = ("_receive", "_task", "_out", "_sweep", "_watcher")
 
-    def __init__(self, receive: Any, task: asyncio.Task[Any] | None, out: Responder) -> None:
-        self._receive, self._task, self._out = receive, task, out
-        self._timer: asyncio.TimerHandle | None = None
+    def __init__(self, receive: Any, task: asyncio.Task[Any] | None, out: Responder,
+                 sweep: DisconnectSweep) -> None:
+        self._receive, self._task, self._out, self._sweep = receive, task, out, sweep
         self._watcher: asyncio.Task[None] | None = None
 
     def arm(self) -> None:
         if self._task is not None:
-            self._timer = asyncio.get_running_loop().call_later(self.DELAY, self._start)
+            self._sweep.add(self)
 
-    def _start(self) -> None:
-        self._timer = None
+    def start(self) -> None:
         if not self._out.finished:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+            self._watcher = self._sweep.loop.create_task(self._watch())
 
     async def _watch(self) -> None:
         while True:
@@ -334,7 +336,36 @@ class DisconnectWatch:
                 return
 
     def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        sweep = self._sweep
+        sweep.young.discard(self)
+        sweep.old.discard(self)
         if self._watcher is not None:
             self._watcher.cancel()
+
+
+class DisconnectSweep:
+    """One timer per event loop for the disconnect watches of all requests in flight, rather
+    than a timer per request (a timer handle, armed and cancelled, costs more than two set
+    operations). Each tick starts the watches armed before the previous tick (so between
+    ``DELAY`` and ``2 * DELAY`` ago); the timer runs only while requests are in flight."""
+
+    DELAY = 0.02
+
+    __slots__ = ("loop", "young", "old", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.young: set[DisconnectWatch] = set()  # armed since the last tick
+        self.old: set[DisconnectWatch] = set()  # armed before the last tick
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, watch: DisconnectWatch) -> None:
+        self.young.add(watch)
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.DELAY, self._tick)
+
+    def _tick(self) -> None:
+        due, self.old, self.young = self.old, self.young, set()
+        for watch in due:
+            watch.start()
+        self._timer = self.loop.call_later(self.DELAY, self._tick) if self.old else None
