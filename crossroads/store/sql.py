@@ -332,8 +332,7 @@ class SQLStore:
         for i in range(0, len(rows), SLICE):
             if i:
                 await asyncio.sleep(0)
-            for shape, params in shaper.groups(shaper.values(rows[i:i + SLICE])).items():
-                groups.setdefault(shape, []).extend(params)
+            shaper.groups(shaper.values(rows[i:i + SLICE]), groups)
         async with self.engine.begin() as c:
             for shape, params in groups.items():
                 await c.exec_driver_sql(shaper.sql(shape), params)

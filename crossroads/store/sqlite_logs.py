@@ -1,30 +1,34 @@
 """Log rows into a SQLite file: the conversion, and the thread that writes them.
 
-On SQLite a log row costs ~15 µs of CPU: ~5 µs of Python conversion, the rest the driver's
+On SQLite a log row costs ~10 µs of CPU: a few µs of Python conversion, the rest the driver's
 binding and SQLite's B-tree and WAL work. Written through SQLAlchemy and aiosqlite, that work
 competed for the one core with the event loop at the same priority, and a batch of a few
 hundred rows held up the requests that arrived meanwhile (p99 at one connection ~3 ms
 against ~1 ms with logging off). Now:
 
-* rows are converted on the event loop a slice at a time (``SLICE`` rows, ~100 µs), each
-  slice handed to the writer thread before the next is converted, so no request waits
-  behind a whole batch;
-* the INSERTs run on a dedicated thread with its own ``sqlite3`` connection (no SQLAlchemy,
-  no aiosqlite hop per statement), which drops the GIL inside SQLite;
+* rows are converted on the event loop a slice at a time (``SLICE`` rows, well under 100 µs),
+  yielding to the loop between slices, so no request waits behind a whole batch;
+* the batch is then handed in one piece to a dedicated thread with its own ``sqlite3``
+  connection (no SQLAlchemy, no aiosqlite hop per statement), which drops the GIL inside
+  SQLite. One hand-over per batch, not per slice: each costs two thread switches and a
+  wake-up of the loop (~50 µs of CPU on one core, measured), which per 16-row slice came to
+  ~3 µs a request. The thread inserts ``STATEMENT_ROWS`` rows per statement, so it never
+  holds the GIL for long (the driver binds a statement's parameters with it held);
 * that thread runs as ``SCHED_IDLE`` (Linux, per thread): it gets the core only when the event
   loop has nothing to do, and a request that wakes the loop preempts it at once. Lowering its
   nice value was not enough: the kernel's EEVDF scheduler lets a running task finish its slice
   (~3 ms) before a waking one runs, which is what the p99 was made of;
-* an idle-priority thread starves when the loop is busy all the time (full load): a slice
-  that waits more than ``PATIENCE`` for it gets the core lent for a moment, and batches go
-  to a second thread at normal priority for the next second, as does any batch whose oldest
-  record is more than ``LAG`` seconds old (converted in one go). Under full load the log
-  trails the requests by a fraction of a second. (An unprivileged thread
-  cannot raise itself back from ``SCHED_IDLE``, hence two threads; they share one connection,
-  one batch at a time.)
+* an idle-priority thread starves when the loop is busy all the time (full load): a batch
+  that waits more than ``PATIENCE`` for it gets the core lent (the loop sleeps in short steps
+  until the batch is written, ``LEND`` at most), and batches go to a second thread at normal
+  priority for the next second, as does any batch whose oldest record is more than ``LAG``
+  seconds old (converted in one go). Under full load the log trails the requests by a
+  fraction of a second. (An unprivileged thread cannot raise itself back from ``SCHED_IDLE``,
+  hence two threads; they share one connection, one batch at a time.)
 
-A batch is stored once ``insert`` returns; a failure raises, so ``LogWriter`` keeps the batch
-and retries it (inserts are idempotent: ``ON CONFLICT (id) DO NOTHING``).
+A batch is one transaction, stored once ``insert`` returns; a failure raises, so
+``LogWriter`` keeps the batch and retries it (inserts are idempotent: ``ON CONFLICT (id) DO
+NOTHING``).
 """
 
 from __future__ import annotations
@@ -38,23 +42,31 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-SLICE = 16  # rows converted between two yields to the event loop (~100 µs)
+SLICE = 16  # rows converted between two yields to the event loop
+# rows per statement: a writer thread holds the GIL while the driver binds one statement's rows
+# (~100 µs for 64), which a request arriving meanwhile waits for; fewer rows a statement cost
+# more per row (measured: 16 rows ~11 µs a row in all, 64 ~8.6, 256 ~8)
+STATEMENT_ROWS = 64
 # seconds: a batch with a record older than this is behind; it is converted in one go (a
 # busy loop makes every yield wait for a turn, which would cap the writer) and written at
 # normal priority. Above the default flush interval (0.2 s), which a batch waits by design.
 LAG = 0.5
+# compiled statements the writers' connection keeps: per row shape, one per size (a power of
+# two up to STATEMENT_ROWS), for a few dozen shapes
+STATEMENTS = 256
 
 # -- converting a record's values to what the logs table stores on SQLite -------------------
 
 
 def sqlite_timestamp(value: dt.datetime) -> str:
     """As SQLAlchemy stores a DateTime on SQLite: naive UTC, microseconds."""
+    if value.tzinfo is dt.UTC:  # the usual case: ISO text without its "+00:00"
+        return value.isoformat(" ", "microseconds")[:26]
     if value.tzinfo is not None:
-        value = (value if value.tzinfo is dt.UTC else value.astimezone(dt.UTC)
-                 ).replace(tzinfo=None)
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value.isoformat(" ", "microseconds")
 
 
@@ -74,8 +86,45 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
 Fix = tuple[int, Any, str | None]
 
 
+def _row_function(columns: Sequence[str], fixes: Sequence[Fix], lenient: bool
+                  ) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function turning one record into its row: every column read, a NULL in a NOT NULL
+    column replaced, values converted, in one tuple expression. Compiled from source built
+    out of the column list (as ``dataclasses`` builds ``__init__``): a generic loop over the
+    columns cost ~3 µs a row on the event loop, this about a third of it. ``lenient`` reads
+    missing keys as None (records not made by ``new_record``)."""
+    fix = {i: (default, name) for i, default, name in fixes}
+    parts = []
+    for i, column in enumerate(columns):
+        get = f"r.get({column!r})" if lenient else f"r[{column!r}]"
+        default, name = fix.get(i, (None, None))
+        if name == "bool":
+            part = (f"(1 if {get} else 0)" if default == 0  # None and False alike
+                    else f"(_default_{i} if (v := {get}) is None else 1 if v else 0)")
+        elif name == "timestamp":
+            part = f"(_timestamp(v) if (v := {get}) is not None else _default_{i})"
+        elif name == "blob":
+            part = f"(bytearray(v) if type(v := {get}) is bytes else v)"
+        elif name is not None:
+            part = f"(_convert_{i}(v) if (v := {get}) is not None else _default_{i})"
+        elif default is not None:
+            part = f"(_default_{i} if (v := {get}) is None else v)"
+        else:
+            part = get
+        parts.append(part)
+    namespace: dict[str, Any] = {"_timestamp": sqlite_timestamp}
+    for i, default, name in fixes:
+        namespace[f"_default_{i}"] = default
+        if name is not None:
+            namespace[f"_convert_{i}"] = CONVERTERS[name]
+    source = "def row(r):\n    return (" + ",\n            ".join(parts) + ",)\n"
+    exec(compile(source, f"<log row: {len(columns)} columns>", "exec"), namespace)
+    return namespace["row"]  # type: ignore[no-any-return]
+
+
 class RowShaper:
-    """Log rows (value tuples in ``columns`` order) to INSERT statements and parameters.
+    """Log records to rows (value tuples in ``columns`` order), and rows to INSERT statements
+    and parameters.
 
     NULL columns are left out of the statement rather than bound: the driver runs every
     ``None``, ``bool`` and ``bytes`` parameter through its adapter registry (a tuple key, a
@@ -84,33 +133,31 @@ class RowShaper:
 
     def __init__(self, columns: Sequence[str], fixes: Sequence[Fix]) -> None:
         self.columns = tuple(columns)
-        self.fixes = tuple((i, default, CONVERTERS[name] if name else None)
-                           for i, default, name in fixes)
+        for _, _, name in fixes:
+            if name is not None and name not in CONVERTERS:
+                raise ValueError(f"unknown converter '{name}'")
         self._nones = (None,) * len(self.columns)
-        self._getter = operator.itemgetter(*self.columns)
+        self._row = _row_function(self.columns, fixes, lenient=False)
+        self._row_lenient = _row_function(self.columns, fixes, lenient=True)
         self._sql: dict[tuple[tuple[bool, ...], int], str] = {}
 
     def values(self, records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Each record's values in ``columns`` order, read with one ``itemgetter`` (records
-        from ``new_record`` carry every column); a missing key reads as None."""
-        getter = self._getter
+        """Each record's row (records from ``new_record`` carry every column; a missing key
+        reads as None)."""
         try:
-            return [getter(r) for r in records]
+            return list(map(self._row, records))
         except KeyError:  # records not made by new_record (tests, tools)
-            columns = self.columns
-            return [tuple(r.get(c) for c in columns) for r in records]
+            return list(map(self._row_lenient, records))
 
-    def groups(self, rows: Sequence[Sequence[Any]]) -> dict[tuple[bool, ...], list[tuple]]:
-        out: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-        for row in rows:
-            values = list(row)
-            for i, default, convert in self.fixes:
-                v = values[i]
-                if v is None:
-                    values[i] = default
-                elif convert is not None:
-                    values[i] = convert(v)
-            shape = tuple(map(operator.is_not, values, self._nones))
+    def groups(self, rows: Sequence[tuple[Any, ...]],
+               into: dict[tuple[bool, ...], list[tuple[Any, ...]]] | None = None
+               ) -> dict[tuple[bool, ...], list[tuple[Any, ...]]]:
+        """Rows by shape (which columns are not NULL), each without its NULLs; added to
+        ``into`` if given."""
+        out = {} if into is None else into
+        nones = self._nones
+        for values in rows:
+            shape = tuple(map(operator.is_not, values, nones))
             present = tuple(itertools.compress(values, shape))
             group = out.get(shape)
             if group is None:
@@ -131,19 +178,28 @@ class RowShaper:
                 self._sql[(shape, rows)] = sql
         return sql
 
-    def statements(self, shape: tuple[bool, ...], params: list[tuple[Any, ...]]
-                   ) -> Iterator[tuple[str, list[Any]]]:
-        """Multi-row INSERTs for ``params`` (each up to ~30,000 parameters, SQLite's limit
-        being 32,766), with their flattened parameters.
+    def statements(self, shape: tuple[bool, ...], params: list[tuple[Any, ...]],
+                   most: int = STATEMENT_ROWS) -> Iterator[tuple[str, list[Any]]]:
+        """Multi-row INSERTs for ``params``, ``most`` rows each (and under ~30,000
+        parameters, SQLite's limit being 32,766), the rest in statements of a power of two
+        rows, with their flattened parameters.
 
-        One statement per many rows rather than ``executemany``: the driver takes the GIL
-        to bind each row and gives it up inside SQLite, and a writer thread waiting for the
-        GIL behind a busy event loop may get it only once per switch interval (5 ms); this
-        way a slice needs it twice, not twice per row."""
-        per = max(1, min(256, 30_000 // max(sum(shape), 1)))
-        for i in range(0, len(params), per):
-            chunk = params[i:i + per]
-            yield self.sql(shape, len(chunk)), list(itertools.chain.from_iterable(chunk))
+        Many rows per statement rather than ``executemany``: the driver takes the GIL to
+        bind each row and gives it up inside SQLite, and a writer thread waiting for the GIL
+        behind a busy event loop may get it only once per switch interval (5 ms); this way
+        a statement needs it twice, not twice per row. Few distinct sizes, so the driver's
+        statement cache holds them all: compiling a statement costs about as much as
+        inserting its rows (measured under callgrind: batches of varying size, each ending
+        with a statement of a new size, spent a third of the writer's instructions in
+        SQLite's parser)."""
+        per = max(1, min(most, 30_000 // max(sum(shape), 1)))
+        i, total = 0, len(params)
+        while i < total:
+            left = total - i
+            size = per if left >= per else 1 << (left.bit_length() - 1)
+            chunk = params[i:i + size]
+            i += size
+            yield self.sql(shape, size), list(itertools.chain.from_iterable(chunk))
 
 
 def _idle_priority() -> None:
@@ -164,7 +220,8 @@ class SQLiteLogWriter:
     """``insert(records)`` for a SQLite file; see the module docstring."""
 
     TIMEOUT = 90.0  # SQLite waits up to 30 s for the write lock (busy_timeout), then fails
-    PATIENCE = 0.2  # seconds a slice may wait for the idle thread before the loop helps it
+    PATIENCE = 0.2  # seconds a batch may wait for the idle thread before the loop helps it
+    LEND = 0.02  # seconds the loop lends the core at most, each time a batch has starved
 
     def __init__(self, path: str, columns: Sequence[str], fixes: Sequence[Fix]) -> None:
         self.path = path
@@ -189,72 +246,70 @@ class SQLiteLogWriter:
         return self._idle
 
     async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Store ``rows`` in one transaction: written ``SLICE`` rows at a time by the idle
-        thread (a starved idle thread then holds up one small slice, not the batch), or all
-        at once by the catch-up thread once the batch is behind."""
+        """Store ``rows`` in one transaction: converted ``SLICE`` rows at a time and written by
+        the idle thread, or, once the batch is behind, converted at once and written by the
+        catch-up thread."""
         if not rows:
             return
         if self._lock is None:
             self._lock = asyncio.Lock()
-        loop = asyncio.get_running_loop()
+        shaper = self.shaper
         async with self._lock, asyncio.timeout(self.TIMEOUT):
-            lagging = (time.monotonic() < self._busy_until
-                       or _lagging(rows, dt.datetime.now(dt.UTC)))
-            done, total = 0, len(rows)
-            while done < total:
-                step = total - done if lagging else SLICE
-                groups = self.shaper.groups(self.shaper.values(rows[done:done + step]))
-                first, done = done == 0, done + step
-                job = loop.run_in_executor(self._executor(lagging), self._write, groups,
-                                           first, done >= total)
-                if not lagging:
-                    lagging = await self._starved(job)
-                await job
-                if not lagging and done < total:
-                    lagging = _lagging(rows[done:done + 1], dt.datetime.now(dt.UTC))
+            if (time.monotonic() < self._busy_until
+                    or _lagging(rows, dt.datetime.now(dt.UTC))):
+                groups = shaper.groups(shaper.values(rows))
+                await asyncio.wrap_future(self._executor(True).submit(self._write, groups))
+                return
+            groups = {}
+            for i in range(0, len(rows), SLICE):
+                if i:
+                    await asyncio.sleep(0)  # requests that arrived meanwhile go first
+                shaper.groups(shaper.values(rows[i:i + SLICE]), groups)
+            await self._starved(self._executor(False).submit(self._write, groups))
 
-    async def _starved(self, job: asyncio.Future[None]) -> bool:
-        """Wait for a slice on the idle thread. A loop busy all the time starves that thread
-        (one slice waited 3.7 s under full load): after ``PATIENCE`` the loop lends it the core
-        for a moment (a short blocking sleep; only under such load, where it costs nothing
-        that matters) and the writer uses the catch-up thread for a second. True if starved."""
+    async def _starved(self, job: Future[None]) -> bool:
+        """Wait for a batch on the idle thread. A loop busy all the time starves that thread
+        (one batch waited 3.7 s under full load): after ``PATIENCE`` the loop lends it the core
+        (short blocking sleeps until the batch is written, ``LEND`` at most; only under such
+        load, where it costs nothing that matters) and the writer uses the catch-up thread
+        for a second. True if starved; the job's error, if any, is raised."""
+        waiting = asyncio.wrap_future(job)
         starved = False
         while True:
-            finished, _ = await asyncio.wait({job}, timeout=self.PATIENCE)
+            finished, _ = await asyncio.wait({waiting}, timeout=self.PATIENCE)
             if finished:
+                waiting.result()
                 return starved
             starved = True
             self._busy_until = time.monotonic() + 1.0
-            time.sleep(0.0005)  # the one core goes to the idle thread: it finishes its slice
+            until = time.monotonic() + self.LEND
+            while not job.done() and time.monotonic() < until:
+                time.sleep(0.0005)  # the one core goes to the idle thread
 
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
+                                   check_same_thread=False, cached_statements=STATEMENTS)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._conn = conn
         return conn
 
-    def _write(self, groups: dict[tuple[bool, ...], list[tuple[Any, ...]]], first: bool,
-               last: bool) -> None:
-        """One slice of a batch, on a writer thread: the batch's transaction is opened by its
-        first slice and committed by its last. A batch abandoned half way (timed out,
-        cancelled) is rolled back by the next one's first slice; its retry writes it whole."""
+    def _write(self, groups: dict[tuple[bool, ...], list[tuple[Any, ...]]]) -> None:
+        """One batch, on a writer thread, in one transaction; rolled back if any statement
+        fails."""
         with self._writing:
             conn = self._connection()
             try:
-                if first:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    conn.execute("BEGIN IMMEDIATE")
+                if conn.in_transaction:  # left open by a failure that could not roll back
+                    conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
                 for shape, params in groups.items():
                     for sql, flat in self.shaper.statements(shape, params):
                         conn.execute(sql, flat)
-                if last:
-                    conn.execute("COMMIT")
+                conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

@@ -3,20 +3,31 @@ batch leaves behind. (What a stored row reads back as is tested in tests/backend
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import sys
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crossroads.ids import uuid7
 from crossroads.store import logs as ls
-from crossroads.store.sql import SQLStore
-from crossroads.store.sqlite_logs import LAG, SLICE, RowShaper, SQLiteLogWriter, _lagging
+from crossroads.store.sql import _LOG_COLUMNS, _SQLITE_LOG_FIX, SQLStore
+from crossroads.store.sqlite_logs import (
+    CONVERTERS,
+    LAG,
+    SLICE,
+    STATEMENT_ROWS,
+    RowShaper,
+    SQLiteLogWriter,
+    _lagging,
+    sqlite_timestamp,
+)
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -48,9 +59,15 @@ def test_a_batch_is_lagging_once_its_oldest_record_is_older_than_the_lag() -> No
 def test_null_columns_are_left_out_and_values_converted() -> None:
     shaper = RowShaper(("id", "flag", "body", "note"),
                        [(1, 0, "bool"), (2, None, "blob")])
-    groups = shaper.groups([("a", True, b"x", None), ("b", None, None, "n")])
+    rows = shaper.values([{"id": "a", "flag": True, "body": b"x", "note": None},
+                          {"id": "b", "flag": None, "body": None, "note": "n"}])
+    assert rows == [("a", 1, bytearray(b"x"), None), ("b", 0, None, "n")]
+    assert shaper.values([{"id": "c"}]) == [("c", 0, None, None)]  # missing keys read as None
+    groups = shaper.groups(rows)
     assert groups == {(True, True, True, False): [("a", 1, bytearray(b"x"))],
                       (True, True, False, True): [("b", 0, "n")]}
+    more = shaper.groups(shaper.values([{"id": "d", "flag": False, "body": b"y"}]), groups)
+    assert more is groups and groups[(True, True, True, False)][1] == ("d", 0, bytearray(b"y"))
     assert shaper.sql((True, True, True, False)) == (
         "INSERT INTO logs (id, flag, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING")
 
@@ -92,32 +109,72 @@ async def test_a_failed_batch_raises_and_leaves_nothing_half_written(store: SQLS
     assert await ls.count_logs(store, "a", "g") == SLICE + 3
 
 
-async def test_a_batch_abandoned_half_way_is_rolled_back_by_the_next(store: SQLStore) -> None:
+async def test_a_transaction_left_open_is_rolled_back_by_the_next_batch(store: SQLStore
+                                                                        ) -> None:
     writer = _writer(store)
     now = dt.datetime.now(dt.UTC)
-    half = writer.shaper.groups(writer.shaper.values([record(now) for _ in range(3)]))
-    writer._write(half, True, False)  # its first slice, then the batch was cancelled
+    conn = writer._connection()
+    conn.execute("BEGIN IMMEDIATE")  # as if a failure had left it open, with rows in it
+    for shape, params in writer.shaper.groups(
+            writer.shaper.values([record(now) for _ in range(3)])).items():
+        for sql, flat in writer.shaper.statements(shape, params):
+            conn.execute(sql, flat)
     await store.insert_logs([record(now)])
     assert await ls.count_logs(store, "a", "g") == 1
 
 
-async def test_a_slice_starved_on_the_idle_thread_gets_the_core_lent_and_the_next_batches_go_to_the_catch_up_thread(  # noqa: E501
+async def test_a_batch_is_written_in_statements_of_statement_rows(store: SQLStore) -> None:
+    writer = _writer(store)
+    seen: list[int] = []
+    statements = writer.shaper.statements
+
+    def spy(shape: tuple[bool, ...], params: list[tuple[Any, ...]]) -> Any:
+        for sql, flat in statements(shape, params):
+            seen.append(sql.count("), ("))  # rows in the statement, minus one
+            yield sql, flat
+
+    writer.shaper.statements = spy  # type: ignore[method-assign]
+    now = dt.datetime.now(dt.UTC)
+    await store.insert_logs([record(now) for _ in range(2 * STATEMENT_ROWS + 5)])
+    # the GIL is held for the binding of STATEMENT_ROWS rows at most; the rest goes in
+    # statements of a power of two rows (few distinct statements: each compiled once, cached)
+    assert seen == [STATEMENT_ROWS - 1, STATEMENT_ROWS - 1, 3, 0]
+    assert await ls.count_logs(store, "a", "g") == 2 * STATEMENT_ROWS + 5
+
+
+@given(st.integers(0, 2000), st.sampled_from([1, 16, 64, 256]), st.integers(1, 40))
+def test_statements_cover_every_row_once_in_few_sizes(rows: int, most: int, width: int) -> None:
+    shaper = RowShaper([f"c{i}" for i in range(width)], [])
+    params = [tuple(range(r * width, (r + 1) * width)) for r in range(rows)]
+    shape = (True,) * width
+    flat: list[Any] = []
+    sizes = set()
+    for sql, values in shaper.statements(shape, params, most):
+        n = sql.count("), (") + 1
+        assert len(values) == n * width and n <= most
+        sizes.add(n)
+        flat.extend(values)
+    assert flat == list(range(rows * width))  # every row once, in order
+    assert all(n == most or n & (n - 1) == 0 for n in sizes)  # full, or a power of two
+
+
+async def test_a_batch_starved_on_the_idle_thread_gets_the_core_lent_and_the_next_batches_go_to_the_catch_up_thread(  # noqa: E501
         store: SQLStore, monkeypatch: pytest.MonkeyPatch) -> None:
     from crossroads.store import sqlite_logs
 
     writer = _writer(store)
     writer.PATIENCE = 0.001  # the job below finishes only once the loop lends the core
-    job: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    job: Future[None] = Future()
     lent: list[float] = []
 
     def lend(seconds: float) -> None:
         lent.append(seconds)
-        if not job.done():
+        if len(lent) == 3:  # done after three short lends
             job.set_result(None)
 
     monkeypatch.setattr(sqlite_logs.time, "sleep", lend)
     assert await writer._starved(job) is True
-    assert lent == [0.0005]
+    assert lent == [0.0005] * 3
     await store.insert_logs([record(dt.datetime.now(dt.UTC))])  # fresh, yet within the second
     assert writer._busy is not None and writer._idle is None
     assert await ls.count_logs(store, "a", "g") == 1
@@ -133,3 +190,43 @@ async def test_an_in_memory_database_stores_rows_through_the_engine() -> None:
         assert await ls.count_logs(s, "a", "g") == SLICE + 3
     finally:
         await s.close()
+
+
+def _reference_row(record: dict[str, Any], columns: tuple[str, ...],
+                   fixes: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The conversion spelled out column by column, to check the compiled one against."""
+    fix = {i: (default, name) for i, default, name in fixes}
+    out = []
+    for i, column in enumerate(columns):
+        value = record.get(column)
+        default, name = fix.get(i, (None, None))
+        if value is None:
+            out.append(default)
+        else:
+            out.append(CONVERTERS[name](value) if name else value)
+    return tuple(out)
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.text(max_size=8),
+                    st.binary(max_size=8))
+_CREATED = st.one_of(st.none(), st.datetimes(timezones=st.sampled_from(
+    [dt.UTC, dt.timezone(dt.timedelta(hours=-3))])))
+_RECORDS = st.builds(lambda r, c: {**r, "created_at": c} if c else r, st.dictionaries(
+    st.sampled_from([c for c in _LOG_COLUMNS if c != "created_at"]), _VALUES), _CREATED)
+
+
+@given(st.lists(_RECORDS, min_size=1, max_size=5), st.booleans())
+def test_the_compiled_row_conversion_matches_the_column_by_column_one(
+        records: list[dict[str, Any]], complete: bool) -> None:
+    shaper = RowShaper(_LOG_COLUMNS, _SQLITE_LOG_FIX)
+    if complete:  # as new_record makes them: every column a key
+        records = [{c: r.get(c) for c in _LOG_COLUMNS} for r in records]
+    assert shaper.values(records) == [_reference_row(r, _LOG_COLUMNS, _SQLITE_LOG_FIX)
+                                      for r in records]
+
+
+@given(st.datetimes(timezones=st.just(dt.UTC)))
+def test_utc_timestamps_take_the_short_way_to_the_same_text(value: dt.datetime) -> None:
+    assert sqlite_timestamp(value) == value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    assert sqlite_timestamp(value.astimezone(dt.timezone(dt.timedelta(hours=5)))
+                            ) == sqlite_timestamp(value)
