@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from importlib import metadata
 
 import aiohttp
 
@@ -20,10 +21,22 @@ from crossroads.errors import (
 )
 from crossroads.providers.base import UpstreamRequest
 
+
+def _version() -> str:
+    try:
+        return metadata.version("crossroads")
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "dev"
+
+
 _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
                   "content-encoding", "proxy-authenticate", "proxy-authorization", "te",
                   "trailer", "upgrade"})
 _ERROR_BODY_CAP = 1024 * 1024
+# sent to providers unless the caller's own (native passthrough) is forwarded. Set here rather
+# than skipped through aiohttp's ``skip_auto_headers``, which costs a header multidict built
+# and copied on every request.
+USER_AGENT = f"crossroads/{_version()}"
 
 
 class UpstreamResponse:
@@ -95,7 +108,6 @@ class UpstreamClient:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout,
                                           sock_read=self._idle),
-            skip_auto_headers=("User-Agent",),
             auto_decompress=True,
         )
 
@@ -131,7 +143,10 @@ class UpstreamClient:
         return UpstreamResponse(resp, first, self._idle)
 
     async def _start(self, req: UpstreamRequest) -> tuple[aiohttp.ClientResponse, bytes]:
-        resp = await self.session.request(req.method, req.url, headers=req.headers,
+        headers = req.headers
+        if "user-agent" not in headers and "User-Agent" not in headers:
+            headers = {**headers, "user-agent": USER_AGENT}
+        resp = await self.session.request(req.method, req.url, headers=headers,
                                           data=req.body, allow_redirects=False)
         try:
             if resp.status >= 400:

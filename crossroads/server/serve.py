@@ -32,7 +32,7 @@ def serve(settings: Settings) -> None:
     uvicorn.run("crossroads.server.serve:worker_app", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, loop="uvloop", http="httptools",
                 lifespan="on", access_log=False, log_level="warning", proxy_headers=False,
-                timeout_graceful_shutdown=10)
+                server_header=False, timeout_graceful_shutdown=10)
 
 
 def worker_app() -> object:

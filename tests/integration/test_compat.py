@@ -8,6 +8,8 @@ import pytest
 from harness import RunningGateway, StandinServer
 from standins.openai import STATE, Cut, Fail, Hang, Reply, Reset
 
+from crossroads.upstream import USER_AGENT
+
 
 def client(gw: RunningGateway, token: str, **kw: object) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.compat(), api_key=token, max_retries=0, **kw)  # type: ignore[arg-type]
@@ -55,6 +57,9 @@ def test_callers_own_provider_key_is_forwarded(gateway: RunningGateway,
     c.chat.completions.create(model="openai/gpt-4o-mini",
                               messages=[{"role": "user", "content": "hi"}])
     assert openai_up.app[STATE].calls[-1]["headers"]["Authorization"] == "Bearer sk-callers-own"
+    # providers see the gateway's user agent, not aiohttp's
+    sent = openai_up.app[STATE].calls[-1]["headers"]
+    assert sent["User-Agent"] == USER_AGENT and USER_AGENT.startswith("crossroads/")
 
 
 def test_stream_with_usage(gateway: RunningGateway) -> None:

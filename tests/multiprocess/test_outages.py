@@ -99,6 +99,9 @@ def test_serve_with_two_workers(db: str, upstream: StandinServer, tmp_path: Path
         try:
             results = asyncio.run(drive([gw.url], 100, 20))
             assert statuses(results) == {200: 100}
+            # `crossroads serve` does not name its HTTP server (uvicorn's `server` header off)
+            assert not any("server" in r.headers for r in results)
+            assert all(r.headers["cf-aig-log-id"] for r in results)
             wait_until(lambda: gw.api("GET", "/gateways/default/logs").json()["result_info"][
                 "total_count"] == 100, 10, "100 log rows from two workers")
         finally:
