@@ -4,6 +4,10 @@ The request path only ``put``s a dict into a bounded deque (no await, no I/O; a 
 a wake-up future rather than ``asyncio.Queue``, whose put/get cost a dozen Python calls). The writer
 inserts in batches; when the database is down it keeps the batch and retries with backoff, so
 nothing already queued is lost; when the queue is full new records are dropped and counted.
+
+A store may ask for records to be *prepared* as they are put (``Prepared``): turned at once into
+what its insert takes (SQLite: the row's values), while the record is fresh and the request has
+been answered, instead of a whole batch converted later in one go on the event loop.
 """
 
 from __future__ import annotations
@@ -12,16 +16,32 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("crossroads.logs")
 
 
+def _owner(record: dict[str, Any]) -> tuple[Any, Any]:
+    return record.get("account_id"), record.get("gateway_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """How a store wants its queued records: ``prepare`` turns a record into the item its
+    insert takes; ``owner`` reads (account, gateway) back from an item."""
+
+    prepare: Callable[[dict[str, Any]], Any]
+    owner: Callable[[Any], tuple[Any, Any]]
+
+
 class LogWriter:
-    def __init__(self, insert: Callable[[list[dict[str, Any]]], Awaitable[None]], *,
-                 max_queue: int, batch_size: int, interval: float) -> None:
-        self._insert = insert
-        self._queue: deque[dict[str, Any]] = deque()
+    def __init__(self, insert: Callable[[list[Any]], Awaitable[None]], *, max_queue: int,
+                 batch_size: int, interval: float, prepared: Prepared | None = None) -> None:
+        self._insert = insert  # takes a list of records, or of prepared items
+        self._prepare = prepared.prepare if prepared is not None else None
+        self._owner = prepared.owner if prepared is not None else _owner
+        self._queue: deque[Any] = deque()
         self._max_queue = max_queue
         self._wake: asyncio.Future[None] | None = None  # set while the writer waits for a record
         self._batch_size = batch_size
@@ -31,7 +51,7 @@ class LogWriter:
         self.written = 0
         self.failing = False
         self._busy = False
-        self._batch: list[dict[str, Any]] = []  # taken from the queue, not yet written
+        self._batch: list[Any] = []  # taken from the queue, not yet written
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         # set by crossroads.retention: False = do not store (a STOP_INSERTING gateway is full)
         self.accept: Callable[[dict[str, Any]], bool] | None = None
@@ -40,7 +60,7 @@ class LogWriter:
         if self.accept is not None and not self.accept(record):
             return
         if len(self._queue) < self._max_queue:
-            self._queue.append(record)
+            self._queue.append(record if self._prepare is None else self._prepare(record))
             wake = self._wake
             if wake is not None:
                 self._wake = None
@@ -65,13 +85,13 @@ class LogWriter:
     def pending_for(self, account: str, gateway: str) -> int:
         """Records of one gateway queued or being written, not yet in the store."""
         waiting = list(self._queue) + self._batch
-        return sum(1 for r in waiting
-                   if r.get("gateway_id") == gateway and r.get("account_id") == account)
+        owner, key = self._owner, (account, gateway)
+        return sum(1 for item in waiting if owner(item) == key)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def _take(self, batch: list[dict[str, Any]]) -> None:
+    def _take(self, batch: list[Any]) -> None:
         queue, size = self._queue, self._batch_size
         while len(batch) < size and queue:
             batch.append(queue.popleft())
@@ -95,7 +115,7 @@ class LogWriter:
                 self._batch = []
                 self._busy = False
 
-    async def _write(self, batch: list[dict[str, Any]]) -> None:
+    async def _write(self, batch: list[Any]) -> None:
         delay = 0.2
         while True:
             try:
@@ -121,7 +141,7 @@ class LogWriter:
             async with asyncio.timeout(timeout):
                 while self._busy or self._queue:
                     if self._task is None or self._task.done():
-                        batch: list[dict[str, Any]] = []
+                        batch: list[Any] = []
                         self._take(batch)
                         await self._write(batch)
                     else:

@@ -39,9 +39,12 @@ class Runtime:
         self.upstream = UpstreamClient(settings.connect_timeout, settings.stream_idle_timeout)
         self.snapshot = Snapshot()
         self.metrics = Metrics()
-        self.logs = LogWriter(self.store.insert_logs, max_queue=settings.log_queue_size,
+        prepared = self.store.log_preparer()
+        self.logs = LogWriter(self.store.insert_logs if prepared is None
+                              else self.store.insert_prepared_logs,
+                              max_queue=settings.log_queue_size,
                               batch_size=settings.log_batch_size,
-                              interval=settings.log_flush_interval)
+                              interval=settings.log_flush_interval, prepared=prepared)
         self._counters_override = counters
         self.counters: Counters = counters or MemoryCounters()
         self.cache: Any = None

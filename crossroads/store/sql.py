@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crossroads.errors import Conflict, NotFound
 from crossroads.ids import uuid7
+from crossroads.requestlog import Prepared
 from crossroads.store import schema as t
 from crossroads.store.sqlite_logs import SLICE, Fix, RowShaper, SQLiteLogWriter
 
@@ -304,6 +305,16 @@ class SQLStore:
 
             return sqlite_insert(t.logs).on_conflict_do_nothing(index_elements=["id"])
         return t.logs.insert()
+
+    def log_preparer(self) -> Prepared | None:
+        """How the request log should queue records for this store (None: as they are)."""
+        writer = self._log_writer
+        return None if writer is None else Prepared(writer.prepare, writer.owner)
+
+    async def insert_prepared_logs(self, items: Sequence[Any]) -> None:
+        """Rows queued as ``log_preparer`` asked."""
+        assert self._log_writer is not None
+        await self._log_writer.insert_prepared(items)
 
     async def insert_logs(self, rows: Sequence[dict[str, Any]]) -> None:
         """One multi-row insert; every row gets every column (executemany needs one shape)."""

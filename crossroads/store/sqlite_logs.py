@@ -6,25 +6,28 @@ competed for the one core with the event loop at the same priority, and a batch 
 hundred rows held up the requests that arrived meanwhile (p99 at one connection ~3 ms
 against ~1 ms with logging off). Now:
 
-* rows are converted on the event loop a slice at a time (``SLICE`` rows, well under 100 µs),
-  yielding to the loop between slices, so no request waits behind a whole batch;
-* the batch is then handed in one piece to a dedicated thread with its own ``sqlite3``
+* each record is converted to its row as it is queued (``prepare``, a few µs once the request
+  has been answered), not a whole batch later: a batch converted on the event loop, even in
+  slices with yields between them, held up every step of the requests arriving meanwhile
+  (p99 at one connection 2.7 ms against 1.2 ms, measured);
+* the batch is handed in one piece to a dedicated thread with its own ``sqlite3``
   connection (no SQLAlchemy, no aiosqlite hop per statement), which drops the GIL inside
-  SQLite. One hand-over per batch, not per slice: each costs two thread switches and a
-  wake-up of the loop (~50 µs of CPU on one core, measured), which per 16-row slice came to
-  ~3 µs a request. The thread inserts ``STATEMENT_ROWS`` rows per statement, so it never
-  holds the GIL for long (the driver binds a statement's parameters with it held);
+  SQLite. One hand-over per batch: each costs two thread switches and a wake-up of the loop
+  (~50 µs of CPU on one core, measured), which per 16-row slice came to ~3 µs a request. The
+  thread inserts ``STATEMENT_ROWS`` rows per statement, so it never holds the GIL for long
+  (the driver binds a statement's parameters with it held), and yields the core between
+  statements;
 * that thread runs as ``SCHED_IDLE`` (Linux, per thread): it gets the core only when the event
   loop has nothing to do, and a request that wakes the loop preempts it at once. Lowering its
   nice value was not enough: the kernel's EEVDF scheduler lets a running task finish its slice
   (~3 ms) before a waking one runs, which is what the p99 was made of;
-* an idle-priority thread starves when the loop is busy all the time (full load): a batch
-  that waits more than ``PATIENCE`` for it gets the core lent (the loop sleeps in short steps
-  until the batch is written, ``LEND`` at most), and batches go to a second thread at normal
-  priority for the next second, as does any batch whose oldest record is more than ``LAG``
-  seconds old (converted in one go). Under full load the log trails the requests by a
-  fraction of a second. (An unprivileged thread cannot raise itself back from ``SCHED_IDLE``,
-  hence two threads; they share one connection, one batch at a time.)
+* an idle-priority thread starves when the loop is busy nearly all the time: a batch that
+  waits more than ``PATIENCE`` for it is taken back and written by a second thread at normal
+  priority (or, if already under way, gets the core lent for ``LEND`` every ``NUDGE``), and
+  batches go to that thread for the next second, as does any batch whose oldest record is
+  more than ``LAG`` seconds old. Under full load the log trails the requests by a fraction of
+  a second. (An unprivileged thread cannot raise itself back from ``SCHED_IDLE``, hence two
+  threads; they share one connection, one batch at a time.)
 
 A batch is one transaction, stored once ``insert`` returns; a failure raises, so
 ``LogWriter`` keeps the batch and retries it (inserts are idempotent: ``ON CONFLICT (id) DO
@@ -45,14 +48,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-SLICE = 16  # rows converted between two yields to the event loop
+SLICE = 16  # rows converted between two yields to the event loop (in-memory database)
 # rows per statement: a writer thread holds the GIL while the driver binds one statement's rows
 # (~100 µs for 64), which a request arriving meanwhile waits for; fewer rows a statement cost
 # more per row (measured: 16 rows ~11 µs a row in all, 64 ~8.6, 256 ~8)
 STATEMENT_ROWS = 64
-# seconds: a batch with a record older than this is behind; it is converted in one go (a
-# busy loop makes every yield wait for a turn, which would cap the writer) and written at
-# normal priority. Above the default flush interval (0.2 s), which a batch waits by design.
+# seconds: a batch with a record older than this is behind; it is written at normal priority.
+# Above the default flush interval (0.2 s), which a batch waits by design.
 LAG = 0.5
 # compiled statements the writers' connection keeps: per row shape, one per size (a power of
 # two up to STATEMENT_ROWS), for a few dozen shapes
@@ -149,6 +151,15 @@ class RowShaper:
         except KeyError:  # records not made by new_record (tests, tools)
             return list(map(self._row_lenient, records))
 
+    def prepare(self, record: dict[str, Any]) -> tuple[tuple[bool, ...], tuple[Any, ...]]:
+        """One record's (shape, values without its NULLs)."""
+        try:
+            values = self._row(record)
+        except KeyError:
+            values = self._row_lenient(record)
+        shape = tuple(map(operator.is_not, values, self._nones))
+        return shape, tuple(itertools.compress(values, shape))
+
     def groups(self, rows: Sequence[tuple[Any, ...]],
                into: dict[tuple[bool, ...], list[tuple[Any, ...]]] | None = None
                ) -> dict[tuple[bool, ...], list[tuple[Any, ...]]]:
@@ -210,8 +221,12 @@ def _idle_priority() -> None:
         pass
 
 
-def _lagging(rows: Sequence[dict[str, Any]], now: dt.datetime) -> bool:
-    created = rows[0].get("created_at") if rows else None
+# a queued row: (created_at, account_id, gateway_id, shape, values without NULLs)
+Item = tuple[Any, Any, Any, tuple[bool, ...], tuple[Any, ...]]
+
+
+def _lagging(items: Sequence[Item], now: dt.datetime) -> bool:
+    created = items[0][0] if items else None
     return (isinstance(created, dt.datetime) and created.tzinfo is not None
             and (now - created).total_seconds() > LAG)
 
@@ -221,7 +236,8 @@ class SQLiteLogWriter:
 
     TIMEOUT = 90.0  # SQLite waits up to 30 s for the write lock (busy_timeout), then fails
     PATIENCE = 0.2  # seconds a batch may wait for the idle thread before the loop helps it
-    LEND = 0.02  # seconds the loop lends the core at most, each time a batch has starved
+    LEND = 0.0005  # seconds of blocking sleep: the core lent to a starved idle thread
+    NUDGE = 0.01  # seconds between two lends
 
     def __init__(self, path: str, columns: Sequence[str], fixes: Sequence[Fix]) -> None:
         self.path = path
@@ -245,46 +261,63 @@ class SQLiteLogWriter:
                                             initializer=_idle_priority)
         return self._idle
 
-    async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Store ``rows`` in one transaction: converted ``SLICE`` rows at a time and written by
-        the idle thread, or, once the batch is behind, converted at once and written by the
-        catch-up thread."""
-        if not rows:
+    def prepare(self, record: dict[str, Any]) -> Item:
+        """A record as the writer queues it (see ``Item``)."""
+        shape, values = self.shaper.prepare(record)
+        return (record.get("created_at"), record.get("account_id"), record.get("gateway_id"),
+                shape, values)
+
+    @staticmethod
+    def owner(item: Item) -> tuple[Any, Any]:
+        return item[1], item[2]
+
+    async def insert(self, records: Sequence[dict[str, Any]]) -> None:
+        """Store ``records`` (dicts) in one transaction."""
+        await self.insert_prepared([self.prepare(r) for r in records])
+
+    async def insert_prepared(self, items: Sequence[Item]) -> None:
+        """Store prepared rows in one transaction: written by the idle thread, or, once the
+        batch is behind, by the catch-up thread."""
+        if not items:
             return
         if self._lock is None:
             self._lock = asyncio.Lock()
-        shaper = self.shaper
+        groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+        for item in items:
+            group = groups.get(item[3])
+            if group is None:
+                groups[item[3]] = [item[4]]
+            else:
+                group.append(item[4])
         async with self._lock, asyncio.timeout(self.TIMEOUT):
-            if (time.monotonic() < self._busy_until
-                    or _lagging(rows, dt.datetime.now(dt.UTC))):
-                groups = shaper.groups(shaper.values(rows))
-                await asyncio.wrap_future(self._executor(True).submit(self._write, groups))
+            if (time.monotonic() >= self._busy_until
+                    and not _lagging(items, dt.datetime.now(dt.UTC))
+                    and await self._on_idle_thread(
+                        self._executor(False).submit(self._write, groups))):
                 return
-            groups = {}
-            for i in range(0, len(rows), SLICE):
-                if i:
-                    await asyncio.sleep(0)  # requests that arrived meanwhile go first
-                shaper.groups(shaper.values(rows[i:i + SLICE]), groups)
-            await self._starved(self._executor(False).submit(self._write, groups))
+            await asyncio.wrap_future(self._executor(True).submit(self._write, groups))
 
-    async def _starved(self, job: Future[None]) -> bool:
-        """Wait for a batch on the idle thread. A loop busy all the time starves that thread
-        (one batch waited 3.7 s under full load): after ``PATIENCE`` the loop lends it the core
-        (short blocking sleeps until the batch is written, ``LEND`` at most; only under such
-        load, where it costs nothing that matters) and the writer uses the catch-up thread
-        for a second. True if starved; the job's error, if any, is raised."""
+    async def _on_idle_thread(self, job: Future[None]) -> bool:
+        """Wait for a batch given to the idle thread; False if it had to be taken back.
+
+        A loop busy nearly all the time starves that thread (seen at one connection, the
+        core ~90 % busy: a batch every couple of seconds). After ``PATIENCE``: a batch not
+        started yet is taken back (the caller gives it to the catch-up thread); one under way
+        gets the core lent in short steps (``LEND`` of blocking sleep every ``NUDGE``, so no
+        request waits more than ``LEND`` for it). Either way the next second's batches go to
+        the catch-up thread. The job's error, if any, is raised."""
         waiting = asyncio.wrap_future(job)
-        starved = False
+        patience = self.PATIENCE
         while True:
-            finished, _ = await asyncio.wait({waiting}, timeout=self.PATIENCE)
+            finished, _ = await asyncio.wait({waiting}, timeout=patience)
             if finished:
                 waiting.result()
-                return starved
-            starved = True
+                return True
             self._busy_until = time.monotonic() + 1.0
-            until = time.monotonic() + self.LEND
-            while not job.done() and time.monotonic() < until:
-                time.sleep(0.0005)  # the one core goes to the idle thread
+            if job.cancel():
+                return False
+            time.sleep(self.LEND)  # the one core goes to the idle thread
+            patience = self.NUDGE
 
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn
@@ -309,6 +342,10 @@ class SQLiteLogWriter:
                 for shape, params in groups.items():
                     for sql, flat in self.shaper.statements(shape, params):
                         conn.execute(sql, flat)
+                        # a turn for the event loop between statements: the catch-up thread
+                        # runs at its priority, and without this held the core for a whole
+                        # batch (p99 at one connection ~1.8 ms against ~1.1 ms, measured)
+                        os.sched_yield()
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

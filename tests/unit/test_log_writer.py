@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from crossroads.requestlog import LogWriter
+from crossroads.requestlog import LogWriter, Prepared
 
 
 class Store:
@@ -60,3 +60,21 @@ async def test_a_full_queue_drops_and_counts_new_records() -> None:
     await writer.drain()
     assert sum(len(b) for b in store.batches) == 100
 
+
+
+async def test_prepared_records_are_queued_as_the_store_asks_and_counted_by_owner() -> None:
+    store = Store()
+    seen: list[dict[str, Any]] = []
+    prepared = Prepared(prepare=lambda r: (r["id"], r["account_id"], r["gateway_id"]),
+                        owner=lambda item: (item[1], item[2]))
+    writer = LogWriter(store.insert, max_queue=100, batch_size=50, interval=3600,
+                       prepared=prepared)
+    writer.subscribe(seen.append)
+    for r in records(3) + [{"id": "x", "account_id": "local", "gateway_id": "other"}]:
+        writer.put(r)
+    assert writer.pending_for("local", "default") == 3
+    assert writer.pending_for("local", "other") == 1
+    assert [r["id"] for r in seen] == ["0", "1", "2", "x"]  # listeners get the records
+    await writer.drain()
+    assert store.batches == [[("0", "local", "default"), ("1", "local", "default"),
+                              ("2", "local", "default"), ("x", "local", "other")]]

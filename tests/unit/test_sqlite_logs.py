@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,25 @@ async def store(tmp_path: Path) -> Any:
     await s.close()
 
 
-def test_a_batch_is_lagging_once_its_oldest_record_is_older_than_the_lag() -> None:
-    assert not _lagging([record(NOW)], NOW)
-    assert not _lagging([record(NOW - dt.timedelta(seconds=LAG / 2))], NOW)
-    assert _lagging([record(NOW - dt.timedelta(seconds=LAG + 0.5)), record(NOW)], NOW)
-    assert not _lagging([record(NOW - dt.timedelta(hours=1), created_at=None)], NOW)
+def test_a_batch_is_lagging_once_its_oldest_record_is_older_than_the_lag(tmp_path: Path
+                                                                         ) -> None:
+    prepare = SQLiteLogWriter(str(tmp_path / "x.db"), _LOG_COLUMNS, _SQLITE_LOG_FIX).prepare
+    assert not _lagging([prepare(record(NOW))], NOW)
+    assert not _lagging([prepare(record(NOW - dt.timedelta(seconds=LAG / 2)))], NOW)
+    assert _lagging([prepare(record(NOW - dt.timedelta(seconds=LAG + 0.5))),
+                     prepare(record(NOW))], NOW)
+    assert not _lagging([prepare(record(NOW - dt.timedelta(hours=1), created_at=None))], NOW)
     assert not _lagging([], NOW)
+
+
+def test_a_prepared_row_carries_its_owner_and_its_values_without_nulls(tmp_path: Path
+                                                                        ) -> None:
+    writer = SQLiteLogWriter(str(tmp_path / "x.db"), _LOG_COLUMNS, _SQLITE_LOG_FIX)
+    rec = record(NOW, error=None)
+    item = writer.prepare(rec)
+    assert item[0] is NOW and writer.owner(item) == ("a", "g")
+    [(shape, [values])] = writer.shaper.groups(writer.shaper.values([rec])).items()
+    assert item[3:] == (shape, values)
 
 
 def test_null_columns_are_left_out_and_values_converted() -> None:
@@ -123,7 +137,8 @@ async def test_a_transaction_left_open_is_rolled_back_by_the_next_batch(store: S
     assert await ls.count_logs(store, "a", "g") == 1
 
 
-async def test_a_batch_is_written_in_statements_of_statement_rows(store: SQLStore) -> None:
+async def test_a_batch_is_written_in_statements_of_statement_rows(
+        store: SQLStore, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = _writer(store)
     seen: list[int] = []
     statements = writer.shaper.statements
@@ -134,11 +149,14 @@ async def test_a_batch_is_written_in_statements_of_statement_rows(store: SQLStor
             yield sql, flat
 
     writer.shaper.statements = spy  # type: ignore[method-assign]
+    yields: list[int] = []
+    monkeypatch.setattr(os, "sched_yield", lambda: yields.append(len(seen)))
     now = dt.datetime.now(dt.UTC)
     await store.insert_logs([record(now) for _ in range(2 * STATEMENT_ROWS + 5)])
     # the GIL is held for the binding of STATEMENT_ROWS rows at most; the rest goes in
     # statements of a power of two rows (few distinct statements: each compiled once, cached)
     assert seen == [STATEMENT_ROWS - 1, STATEMENT_ROWS - 1, 3, 0]
+    assert yields == [1, 2, 3, 4]  # the core offered to the event loop after each statement
     assert await ls.count_logs(store, "a", "g") == 2 * STATEMENT_ROWS + 5
 
 
@@ -158,13 +176,25 @@ def test_statements_cover_every_row_once_in_few_sizes(rows: int, most: int, widt
     assert all(n == most or n & (n - 1) == 0 for n in sizes)  # full, or a power of two
 
 
-async def test_a_batch_starved_on_the_idle_thread_gets_the_core_lent_and_the_next_batches_go_to_the_catch_up_thread(  # noqa: E501
+async def test_a_batch_starved_before_it_started_is_taken_back_and_the_next_go_to_the_catch_up_thread(  # noqa: E501
+        store: SQLStore) -> None:
+    writer = _writer(store)
+    writer.PATIENCE = 0.001
+    job: Future[None] = Future()  # never picked up by the idle thread
+    assert await writer._on_idle_thread(job) is False and job.cancelled()
+    await store.insert_logs([record(dt.datetime.now(dt.UTC))])  # fresh, yet within the second
+    assert writer._busy is not None and writer._idle is None
+    assert await ls.count_logs(store, "a", "g") == 1
+
+
+async def test_a_batch_starved_half_way_gets_the_core_lent_in_short_steps(
         store: SQLStore, monkeypatch: pytest.MonkeyPatch) -> None:
     from crossroads.store import sqlite_logs
 
     writer = _writer(store)
-    writer.PATIENCE = 0.001  # the job below finishes only once the loop lends the core
+    writer.PATIENCE = writer.NUDGE = 0.001
     job: Future[None] = Future()
+    assert job.set_running_or_notify_cancel()  # under way on the idle thread
     lent: list[float] = []
 
     def lend(seconds: float) -> None:
@@ -173,11 +203,9 @@ async def test_a_batch_starved_on_the_idle_thread_gets_the_core_lent_and_the_nex
             job.set_result(None)
 
     monkeypatch.setattr(sqlite_logs.time, "sleep", lend)
-    assert await writer._starved(job) is True
-    assert lent == [0.0005] * 3
-    await store.insert_logs([record(dt.datetime.now(dt.UTC))])  # fresh, yet within the second
-    assert writer._busy is not None and writer._idle is None
-    assert await ls.count_logs(store, "a", "g") == 1
+    assert await writer._on_idle_thread(job) is True
+    assert lent == [writer.LEND] * 3 and writer.LEND <= 0.001  # never a long block
+    assert time.monotonic() < writer._busy_until
 
 
 async def test_an_in_memory_database_stores_rows_through_the_engine() -> None:
