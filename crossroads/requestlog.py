@@ -60,7 +60,15 @@ class LogWriter:
         if self.accept is not None and not self.accept(record):
             return
         if len(self._queue) < self._max_queue:
-            self._queue.append(record if self._prepare is None else self._prepare(record))
+            item = record
+            if self._prepare is not None:
+                try:
+                    item = self._prepare(record)
+                except Exception:  # a record the store cannot take: never the request's failure
+                    self.dropped += 1
+                    log.exception("log record %s cannot be stored; dropped", record.get("id"))
+                    return
+            self._queue.append(item)
             wake = self._wake
             if wake is not None:
                 self._wake = None

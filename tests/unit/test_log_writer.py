@@ -78,3 +78,18 @@ async def test_prepared_records_are_queued_as_the_store_asks_and_counted_by_owne
     await writer.drain()
     assert store.batches == [[("0", "local", "default"), ("1", "local", "default"),
                               ("2", "local", "default"), ("x", "local", "other")]]
+
+
+def test_a_record_the_store_cannot_prepare_is_dropped_not_raised() -> None:
+    store = Store()
+
+    def prepare(record: dict[str, Any]) -> Any:
+        if record["id"] == "1":
+            raise TypeError("not a row")
+        return record["id"]
+
+    writer = LogWriter(store.insert, max_queue=100, batch_size=50, interval=3600,
+                       prepared=Prepared(prepare, owner=lambda item: ("local", "default")))
+    for r in records(3):
+        writer.put(r)  # the request path: must not raise
+    assert writer.dropped == 1 and writer.pending == 2
