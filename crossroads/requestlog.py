@@ -6,8 +6,8 @@ inserts in batches; when the database is down it keeps the batch and retries wit
 nothing already queued is lost; when the queue is full new records are dropped and counted.
 
 A store may ask for records to be *prepared* as they are put (``Prepared``): turned at once into
-what its insert takes (SQLite: the row's values), while the record is fresh and the request has
-been answered, instead of a whole batch converted later in one go on the event loop.
+what its insert takes (SQLite: the row's values), once the request has been answered, so that no
+batch conversion holds the event loop later (see crossroads.store.sqlite_logs).
 """
 
 from __future__ import annotations
