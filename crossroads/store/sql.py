@@ -19,7 +19,7 @@ from crossroads.errors import Conflict, NotFound
 from crossroads.ids import uuid7
 from crossroads.requestlog import Prepared
 from crossroads.store import schema as t
-from crossroads.store.sqlite_logs import SLICE, Fix, RowShaper, SQLiteLogWriter
+from crossroads.store.sqlite_logs import SLICE, Fix, Groups, RowShaper, SQLiteLogWriter
 
 
 def utcnow() -> dt.datetime:
@@ -32,8 +32,8 @@ def aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-# SQLite log rows: every column read with one itemgetter (records from ``new_record`` carry
-# them all), then only these touched: a NOT NULL column's value when missing, conversions.
+# SQLite log rows (crossroads.store.sqlite_logs): every column read, and only these touched: a
+# NOT NULL column's value when missing, and the conversions.
 _LOG_COLUMNS = tuple(c.name for c in t.logs.c)
 _SQLITE_LOG_CONVERT = {**{c.name: "bool" for c in t.logs.c if isinstance(c.type, sa.Boolean)},
                        "created_at": "timestamp", "request_body": "blob", "response_body": "blob"}
@@ -339,7 +339,7 @@ class SQLStore:
                                 ) -> None:
         """An in-memory SQLite database (only the engine's connection sees it): rows are
         converted a slice at a time and inserted through the engine."""
-        groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+        groups: Groups = {}
         for i in range(0, len(rows), SLICE):
             if i:
                 await asyncio.sleep(0)

@@ -44,7 +44,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -72,19 +72,11 @@ def sqlite_timestamp(value: dt.datetime) -> str:
     return value.isoformat(" ", "microseconds")
 
 
-def sqlite_bool(value: Any) -> int:
-    return 1 if value else 0
+# how a column's value is stored: "timestamp" (naive UTC text, as SQLAlchemy writes a DateTime),
+# "bool" (0/1), "blob" (``bytes`` as ``bytearray``, which the driver binds without adapting)
+CONVERSIONS = ("timestamp", "bool", "blob")
 
-
-def sqlite_blob(value: Any) -> Any:
-    """``bytes`` as ``bytearray``, which the driver binds as a blob without adapting."""
-    return bytearray(value) if type(value) is bytes else value
-
-
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "timestamp": sqlite_timestamp, "bool": sqlite_bool, "blob": sqlite_blob}
-
-# (column index, value for a NULL in a NOT NULL column or None, converter name or None)
+# (column index, value for a NULL in a NOT NULL column or None, conversion or None)
 Fix = tuple[int, Any, str | None]
 
 
@@ -107,21 +99,21 @@ def _row_function(columns: Sequence[str], fixes: Sequence[Fix], lenient: bool
             part = f"(_timestamp(v) if (v := {get}) is not None else _default_{i})"
         elif name == "blob":
             part = f"(bytearray(v) if type(v := {get}) is bytes else v)"
-        elif name is not None:
-            part = f"(_convert_{i}(v) if (v := {get}) is not None else _default_{i})"
         elif default is not None:
             part = f"(_default_{i} if (v := {get}) is None else v)"
         else:
             part = get
         parts.append(part)
     namespace: dict[str, Any] = {"_timestamp": sqlite_timestamp}
-    for i, default, name in fixes:
+    for i, default, _ in fixes:
         namespace[f"_default_{i}"] = default
-        if name is not None:
-            namespace[f"_convert_{i}"] = CONVERTERS[name]
     source = "def row(r):\n    return (" + ",\n            ".join(parts) + ",)\n"
     exec(compile(source, f"<log row: {len(columns)} columns>", "exec"), namespace)
     return namespace["row"]  # type: ignore[no-any-return]
+
+
+Shape = tuple[bool, ...]  # which columns of a row are not NULL
+Groups = dict[Shape, list[tuple[Any, ...]]]
 
 
 class RowShaper:
@@ -136,46 +128,49 @@ class RowShaper:
     def __init__(self, columns: Sequence[str], fixes: Sequence[Fix]) -> None:
         self.columns = tuple(columns)
         for _, _, name in fixes:
-            if name is not None and name not in CONVERTERS:
-                raise ValueError(f"unknown converter '{name}'")
+            if name is not None and name not in CONVERSIONS:
+                raise ValueError(f"unknown conversion '{name}'")
         self._nones = (None,) * len(self.columns)
         self._row = _row_function(self.columns, fixes, lenient=False)
         self._row_lenient = _row_function(self.columns, fixes, lenient=True)
-        self._sql: dict[tuple[tuple[bool, ...], int], str] = {}
+        self._sql: dict[tuple[Shape, int], str] = {}
 
-    def values(self, records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Each record's row (records from ``new_record`` carry every column; a missing key
+    def row(self, record: dict[str, Any]) -> tuple[Any, ...]:
+        """The record's row (records from ``new_record`` carry every column; a missing key
         reads as None)."""
         try:
-            return list(map(self._row, records))
+            return self._row(record)
         except KeyError:  # records not made by new_record (tests, tools)
-            return list(map(self._row_lenient, records))
+            return self._row_lenient(record)
 
-    def prepare(self, record: dict[str, Any]) -> tuple[tuple[bool, ...], tuple[Any, ...]]:
+    def values(self, records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return list(map(self.row, records))
+
+    def split(self, row: tuple[Any, ...]) -> tuple[Shape, tuple[Any, ...]]:
+        """(shape, the row without its NULLs)."""
+        shape = tuple(map(operator.is_not, row, self._nones))
+        return shape, tuple(itertools.compress(row, shape))
+
+    def prepare(self, record: dict[str, Any]) -> tuple[Shape, tuple[Any, ...]]:
         """One record's (shape, values without its NULLs)."""
-        try:
-            values = self._row(record)
-        except KeyError:
-            values = self._row_lenient(record)
-        shape = tuple(map(operator.is_not, values, self._nones))
-        return shape, tuple(itertools.compress(values, shape))
+        return self.split(self.row(record))
 
-    def groups(self, rows: Sequence[tuple[Any, ...]],
-               into: dict[tuple[bool, ...], list[tuple[Any, ...]]] | None = None
-               ) -> dict[tuple[bool, ...], list[tuple[Any, ...]]]:
-        """Rows by shape (which columns are not NULL), each without its NULLs; added to
-        ``into`` if given."""
-        out = {} if into is None else into
-        nones = self._nones
-        for values in rows:
-            shape = tuple(map(operator.is_not, values, nones))
-            present = tuple(itertools.compress(values, shape))
+    @staticmethod
+    def group(split_rows: Iterable[tuple[Shape, tuple[Any, ...]]], into: Groups | None = None
+              ) -> Groups:
+        """(shape, values) pairs by shape; added to ``into`` if given."""
+        out: Groups = {} if into is None else into
+        for shape, present in split_rows:
             group = out.get(shape)
             if group is None:
                 out[shape] = [present]
             else:
                 group.append(present)
         return out
+
+    def groups(self, rows: Iterable[tuple[Any, ...]], into: Groups | None = None) -> Groups:
+        """Rows by shape, each without its NULLs; added to ``into`` if given."""
+        return self.group(map(self.split, rows), into)
 
     def sql(self, shape: tuple[bool, ...], rows: int = 1) -> str:
         """The INSERT for rows of ``shape``: ``rows`` rows in one statement (VALUES lists)."""
@@ -282,13 +277,7 @@ class SQLiteLogWriter:
             return
         if self._lock is None:
             self._lock = asyncio.Lock()
-        groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-        for item in items:
-            group = groups.get(item[3])
-            if group is None:
-                groups[item[3]] = [item[4]]
-            else:
-                group.append(item[4])
+        groups = self.shaper.group((item[3], item[4]) for item in items)
         async with self._lock, asyncio.timeout(self.TIMEOUT):
             if (time.monotonic() >= self._busy_until
                     and not _lagging(items, dt.datetime.now(dt.UTC))
@@ -330,7 +319,7 @@ class SQLiteLogWriter:
             self._conn = conn
         return conn
 
-    def _write(self, groups: dict[tuple[bool, ...], list[tuple[Any, ...]]]) -> None:
+    def _write(self, groups: Groups) -> None:
         """One batch, on a writer thread, in one transaction; rolled back if any statement
         fails."""
         with self._writing:

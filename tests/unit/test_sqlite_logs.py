@@ -20,7 +20,6 @@ from crossroads.ids import uuid7
 from crossroads.store import logs as ls
 from crossroads.store.sql import _LOG_COLUMNS, _SQLITE_LOG_FIX, SQLStore
 from crossroads.store.sqlite_logs import (
-    CONVERTERS,
     LAG,
     SLICE,
     STATEMENT_ROWS,
@@ -230,8 +229,14 @@ def _reference_row(record: dict[str, Any], columns: tuple[str, ...],
         default, name = fix.get(i, (None, None))
         if value is None:
             out.append(default)
+        elif name == "bool":
+            out.append(1 if value else 0)
+        elif name == "blob":
+            out.append(bytearray(value) if type(value) is bytes else value)
+        elif name == "timestamp":
+            out.append(sqlite_timestamp(value))
         else:
-            out.append(CONVERTERS[name](value) if name else value)
+            out.append(value)
     return tuple(out)
 
 
