@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crossroads import tokens
 from crossroads.attempts import Clock, SystemClock
 from crossroads.config import Settings
+from crossroads.errors import BadRequest
 from crossroads.gateway_settings import default_gateway_settings
 from crossroads.limits import Counters, MemoryCounters
 from crossroads.metrics import Metrics
@@ -154,6 +155,8 @@ class Runtime:
     # -- helpers used by the management API and the CLI ------------------------------------
     async def put_key(self, account: str, gateway: str, provider: str, alias: str,
                       secret: str, **extra: Any) -> dict[str, Any]:
+        if not secret.strip():  # e.g. `--secret "$OPENAI_API_KEY"` with the variable unset
+            raise BadRequest(f"the {provider} key is empty: nothing to store")
         ciphertext = self.vault.encrypt(secret, key_context(account, gateway, provider, alias))
         row = await self.store.put_key(account, gateway, provider, alias, ciphertext,
                                        preview(secret), **extra)

@@ -149,6 +149,9 @@ def test_gateways_tokens_keys(tmp_path: Path) -> None:
     assert "anthropic" in keys.stdout and "sk-ant-secret-9999" not in keys.stdout
     nokey = cli(tmp_path, env, "keys", "add", "--provider", "nope", "--secret", "x")
     assert nokey.returncode == 1 and "unknown provider" in nokey.stderr
+    empty = cli(tmp_path, env, "keys", "add", "--provider", "openai", "--secret", "")
+    assert empty.returncode == 1 and "key is empty" in empty.stderr
+    assert "openai" not in cli(tmp_path, env, "keys", "list").stdout
     assert cli(tmp_path, env, "tokens", "create", "--gateway", "team-a").returncode == 0
     assert "team-a" in cli(tmp_path, env, "tokens", "list", "--gateway", "team-a").stdout
     db = (tmp_path / "data" / "crossroads.db").read_bytes()
