@@ -109,6 +109,10 @@ class UpstreamClient:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout,
                                           sock_read=self._idle),
             auto_decompress=True,
+            # the session is shared by every caller: a provider's Set-Cookie (OpenAI's edge
+            # sets ``__cf_bm``) must not be replayed on the next caller's request. Cookies
+            # still pass through to the caller in the answer's headers.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:

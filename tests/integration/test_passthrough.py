@@ -79,3 +79,24 @@ def test_native_answers_are_cached_per_callers_key(gateway: RunningGateway,
     rows = gateway.logs()
     assert [r["cached"] for r in rows] == [False, True, False, True]
     assert rows[1]["cost"] == 0
+
+
+def test_provider_cookies_are_not_kept_between_callers(gateway_factory,  # type: ignore[no-untyped-def]
+                                                       openai_up: StandinServer) -> None:
+    """A provider's Set-Cookie (OpenAI's edge sets ``__cf_bm``) reaches the caller that got
+    it and is never replayed upstream on a later request, which may be another tenant's."""
+    gw = gateway_factory({"CROSSROADS_UPSTREAM_OPENAI": f"http://localhost:{openai_up.port}/v1"})
+    gw.put_key("openai", "sk-stored")
+    openai_up.app[STATE].set_cookie = "__cf_bm=tenant-a; Path=/; HttpOnly"
+    token = gw.token()
+    for base in (gw.compat(), gw.base() + "/openai"):
+        r = httpx.post(base + "/chat/completions",
+                       headers={"cf-aig-authorization": f"Bearer {token}"},
+                       json={"model": "openai/gpt-4o-mini" if base.endswith("compat")
+                             else "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200
+    calls = openai_up.app[STATE].calls
+    assert len(calls) == 2
+    assert not any(k.lower() == "cookie" for c in calls for k in c["headers"])
+    # the native path relays the provider's header to its caller
+    assert r.headers.get("set-cookie") == "__cf_bm=tenant-a; Path=/; HttpOnly"

@@ -57,6 +57,8 @@ class OpenAIState:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     default: Reply = field(default_factory=Reply)
     upstream_disconnects: int = 0  # Hang requests whose caller went away
+    # a Set-Cookie header on each answer, as OpenAI's edge sends (``__cf_bm``, ``_cfuvid``)
+    set_cookie: str | None = None
 
     def next(self) -> Any:
         return self.queue.pop(0) if self.queue else self.default
@@ -144,10 +146,11 @@ async def _chat(request: web.Request) -> web.StreamResponse:
                                             "param": None, "code": None}},
                                  status=behaviour.status, headers=headers)
     reply = behaviour if isinstance(behaviour, Reply) else Reply()
+    cookie = {"set-cookie": state.set_cookie} if state.set_cookie else {}
     if not body.get("stream"):
-        return web.json_response(completion(model, reply))
+        return web.json_response(completion(model, reply), headers=cookie)
     include = bool((body.get("stream_options") or {}).get("include_usage"))
-    resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream", **cookie})
     await resp.prepare(request)
     events = stream_events(model, reply, include)
     if isinstance(behaviour, Cut):
