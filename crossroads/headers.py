@@ -6,7 +6,9 @@ silently in places; we prefer to tell the caller).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -22,9 +24,12 @@ MAX_RETRY_DELAY = 5000
 BACKOFFS = ("constant", "linear", "exponential")
 
 
-@dataclass(slots=True)
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(slots=True, frozen=True)
 class RequestOptions:
-    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+    metadata: Mapping[str, str | int | float | bool] = field(default_factory=lambda: _NO_METADATA)
     cache_ttl: int | None = None
     skip_cache: bool = False
     cache_key: str | None = None
@@ -92,6 +97,9 @@ def parse_metadata(value: str) -> dict[str, str | int | float | bool]:
     return out
 
 
+# frozen (its metadata a read-only mapping), so one instance serves every plain request
+NO_OPTIONS = RequestOptions()
+
 # every header parse_options reads: a request with none of them (most) skips the lookups
 OPTION_HEADERS = frozenset((
     "cf-aig-metadata", "cf-aig-cache-ttl", "cf-cache-ttl", "cf-aig-skip-cache", "cf-skip-cache",
@@ -101,44 +109,45 @@ OPTION_HEADERS = frozenset((
 
 
 def parse_options(h: dict[str, str]) -> RequestOptions:
-    """``h`` has lower-cased header names."""
-    o = RequestOptions()
+    """``h`` has lower-cased header names. Without any option header (most requests) the
+    answer is the shared ``NO_OPTIONS``."""
     if OPTION_HEADERS.isdisjoint(h):
-        return o
+        return NO_OPTIONS
+    o: dict[str, Any] = {}
     if (v := h.get("cf-aig-metadata")) is not None:
-        o.metadata = parse_metadata(v)
+        o["metadata"] = parse_metadata(v)
     ttl = h.get("cf-aig-cache-ttl", h.get("cf-cache-ttl"))
     if ttl is not None:
-        o.cache_ttl = _cache_ttl(ttl)
+        o["cache_ttl"] = _cache_ttl(ttl)
     skip = h.get("cf-aig-skip-cache", h.get("cf-skip-cache"))
     if skip is not None:
-        o.skip_cache = _bool("cf-aig-skip-cache", skip)
+        o["skip_cache"] = _bool("cf-aig-skip-cache", skip)
     if (v := h.get("cf-aig-cache-key")) is not None:
         if not v or len(v) > 1024:
             raise InvalidHeader("cf-aig-cache-key must be 1 to 1024 characters")
-        o.cache_key = v
+        o["cache_key"] = v
     if (v := h.get("cf-aig-collect-log")) is not None:
-        o.collect_log = _bool("cf-aig-collect-log", v)
+        o["collect_log"] = _bool("cf-aig-collect-log", v)
     if (v := h.get("cf-aig-collect-log-payload")) is not None:
-        o.collect_log_payload = _bool("cf-aig-collect-log-payload", v)
+        o["collect_log_payload"] = _bool("cf-aig-collect-log-payload", v)
     if (v := h.get("cf-aig-custom-cost")) is not None:
-        o.custom_cost = parse_custom_cost(v)
+        o["custom_cost"] = parse_custom_cost(v)
     if (v := h.get("cf-aig-request-timeout")) is not None:
-        o.request_timeout_ms = _int("cf-aig-request-timeout", v, 1, 3_600_000)
+        o["request_timeout_ms"] = _int("cf-aig-request-timeout", v, 1, 3_600_000)
     if (v := h.get("cf-aig-max-attempts")) is not None:
-        o.max_attempts = _int("cf-aig-max-attempts", v, 1, MAX_ATTEMPTS)
+        o["max_attempts"] = _int("cf-aig-max-attempts", v, 1, MAX_ATTEMPTS)
     if (v := h.get("cf-aig-retry-delay")) is not None:
-        o.retry_delay_ms = _int("cf-aig-retry-delay", v, 0, MAX_RETRY_DELAY)
+        o["retry_delay_ms"] = _int("cf-aig-retry-delay", v, 0, MAX_RETRY_DELAY)
     if (v := h.get("cf-aig-backoff")) is not None:
         if v not in BACKOFFS:
             raise InvalidHeader("cf-aig-backoff must be one of constant, linear, exponential")
-        o.backoff = v
+        o["backoff"] = v
     if (v := h.get("cf-aig-event-id")) is not None:
         if not v or len(v) > 200:
             raise InvalidHeader("cf-aig-event-id must be 1 to 200 characters")
-        o.event_id = v
+        o["event_id"] = v
     if (v := h.get("cf-aig-byok-alias")) is not None:
         if not v or len(v) > 100:
             raise InvalidHeader("cf-aig-byok-alias must be 1 to 100 characters")
-        o.byok_alias = v
-    return o
+        o["byok_alias"] = v
+    return RequestOptions(**o)

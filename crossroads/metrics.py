@@ -28,7 +28,8 @@ _MAX_SERIES = 10_000  # label sets kept; beyond that, new ones fold into an "oth
 class _Series:
     """Everything counted for one (gateway, provider, model, route)."""
 
-    __slots__ = ("tokens_in", "tokens_out", "cost", "buckets", "latency_sum", "count")
+    __slots__ = ("tokens_in", "tokens_out", "cost", "buckets", "latency_sum", "count",
+                 "status")
 
     def __init__(self) -> None:
         self.tokens_in = 0
@@ -37,13 +38,13 @@ class _Series:
         self.buckets = [0] * (len(_BUCKETS) + 1)  # the last one is +Inf
         self.latency_sum = 0.0
         self.count = 0
+        self.status: dict[int, int] = {}  # answers by HTTP status
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._series: dict[tuple[str, str, str, str], _Series] = {}
-        self._status: dict[tuple[str, ...], int] = {}
         self._errors: dict[tuple[str, ...], int] = {}
         self._cache_hits: dict[str, int] = {}
         self._rate_limited: dict[tuple[str, str], int] = {}
@@ -60,9 +61,10 @@ class Metrics:
         self._rate_limited[key] = self._rate_limited.get(key, 0) + 1
 
     def observe(self, rec: dict[str, Any]) -> None:
-        """Account one finished request from its log record."""
+        """Account one finished request from its log record (a ``new_record`` dict: every
+        column is a key)."""
         lbl = (rec["gateway_id"], rec["provider"] or "-", rec["model"] or "-",
-               rec.get("route") or "-")
+               rec["route"] or "-")
         s = self._series.get(lbl)
         if s is None:
             if len(self._series) >= _MAX_SERIES:
@@ -72,15 +74,16 @@ class Metrics:
         s.buckets[bisect_left(_BUCKETS, seconds)] += 1
         s.latency_sum += seconds
         s.count += 1
-        s.tokens_in += rec.get("tokens_in") or 0
-        s.tokens_out += rec.get("tokens_out") or 0
-        s.cost += rec.get("cost") or 0.0
-        key = lbl + (str(rec.get("status_code") or 0),)
-        self._status[key] = self._status.get(key, 0) + 1
+        s.tokens_in += rec["tokens_in"] or 0
+        s.tokens_out += rec["tokens_out"] or 0
+        s.cost += rec["cost"] or 0.0
+        status = s.status
+        code = rec["status_code"] or 0
+        status[code] = status.get(code, 0) + 1
         if not rec["success"]:
             ekey = lbl + (rec.get("error_kind") or "error",)
             self._errors[ekey] = self._errors.get(ekey, 0) + 1
-        if rec.get("cached"):
+        if rec["cached"]:
             gw = rec["gateway_id"]
             self._cache_hits[gw] = self._cache_hits.get(gw, 0) + 1
 
@@ -88,8 +91,9 @@ class Metrics:
     def collect(self) -> Iterator[Metric]:
         req = CounterMetricFamily("crossroads_requests", "Requests answered",
                                   labels=_LABELS + ["status"])
-        for k, v in self._status.items():
-            req.add_metric(list(k), v)
+        for lbl, series in self._series.items():
+            for code, v in series.status.items():
+                req.add_metric([*lbl, str(code)], v)
         err = CounterMetricFamily("crossroads_errors", "Requests that failed",
                                   labels=_LABELS + ["kind"])
         for k, v in self._errors.items():

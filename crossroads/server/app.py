@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import orjson
@@ -61,7 +62,7 @@ class App:
         if rt.logs.failing:
             degraded["logs"] = f"log store failing; {rt.logs.pending} records buffered"
         body = orjson.dumps({"status": "degraded" if degraded else "ok", "degraded": degraded,
-                             "config_epoch": rt.snapshot.epoch,
+                             "config_epoch": rt.snapshot.epoch, "pid": os.getpid(),
                              "logs_pending": rt.logs.pending, "logs_dropped": rt.logs.dropped})
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})

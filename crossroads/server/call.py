@@ -11,7 +11,7 @@ import orjson
 
 from crossroads import tokens
 from crossroads.errors import MissingProviderKey, Unauthorized, UnknownProvider
-from crossroads.headers import RequestOptions
+from crossroads.headers import NO_OPTIONS, RequestOptions
 from crossroads.providers.base import Credentials, Provider
 from crossroads.runtime import Runtime
 from crossroads.snapshot import Snapshot
@@ -148,44 +148,39 @@ def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
     return caller_key, tuple(consumed)
 
 
-def new_record(call: Call, path: str, body: bytes, cap: int) -> dict[str, Any]:
+# every column of the ``logs`` table, with what a request starts with; ``new_record`` copies it
+# (one dict copy rather than 35 insertions) and sets what this request brings
+_RECORD_TEMPLATE: dict[str, Any] = {
+    "id": None, "account_id": None, "gateway_id": None,
+    "created_at": None,  # set by the caller (wall clock)
+    "provider": "", "model": "", "model_type": None, "path": "", "request_type": None,
+    "status_code": None, "success": False, "cached": False, "tokens_in": None,
+    "tokens_out": None, "cached_tokens": None, "cost": None, "custom_cost": False,
+    "duration": 0, "metadata": None, "event_id": None, "step": None, "route": None,
+    "route_version": None, "route_path": None, "error": None, "feedback": None, "score": None,
+    "request_content_type": None, "response_content_type": None, "request_size": None,
+    "response_size": None, "request_body": None, "response_body": None,
+    "request_head_complete": None, "response_head_complete": None,
+}
+
+
+def new_record(options: RequestOptions, headers: dict[str, str], log_id: str, account: str,
+               gateway_id: str, path: str, body: bytes, cap: int) -> dict[str, Any]:
     """The request's log record: every column of the ``logs`` table is a key (the SQLite
-    writer reads them all with one ``itemgetter``); the rest is filled in as it goes."""
-    meta = call.options.metadata
-    return {
-        "id": call.log_id,
-        "account_id": call.account,
-        "gateway_id": call.gateway_id,
-        "created_at": None,  # set by the caller (wall clock)
-        "provider": "",
-        "model": "",
-        "model_type": None,
-        "path": path,
-        "request_type": None,
-        "status_code": None,
-        "success": False,
-        "cached": False,
-        "tokens_in": None,
-        "tokens_out": None,
-        "cached_tokens": None,
-        "cost": None,
-        "custom_cost": call.options.custom_cost is not None,
-        "duration": 0,
-        "metadata": orjson.dumps(meta).decode() if meta else None,
-        "event_id": call.options.event_id,
-        "step": None,
-        "route": None,
-        "route_version": None,
-        "route_path": None,
-        "error": None,
-        "feedback": None,
-        "score": None,
-        "request_content_type": call.headers.get("content-type"),
-        "response_content_type": None,
-        "request_size": len(body),
-        "response_size": None,
-        "request_body": body[:cap] if cap else None,
-        "response_body": None,
-        "request_head_complete": len(body) <= cap,
-        "response_head_complete": None,
-    }
+    writer reads them all by subscript); the rest is filled in as it goes."""
+    rec = _RECORD_TEMPLATE.copy()
+    rec["id"] = log_id
+    rec["account_id"] = account
+    rec["gateway_id"] = gateway_id
+    rec["path"] = path
+    rec["request_size"] = size = len(body)
+    rec["request_head_complete"] = size <= cap
+    if cap:
+        rec["request_body"] = body[:cap]
+    rec["request_content_type"] = headers.get("content-type")
+    if options is not NO_OPTIONS:  # a request with cf-aig-* options
+        if options.metadata:
+            rec["metadata"] = orjson.dumps(options.metadata).decode()
+        rec["event_id"] = options.event_id
+        rec["custom_cost"] = options.custom_cost is not None
+    return rec

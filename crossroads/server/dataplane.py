@@ -28,7 +28,7 @@ from crossroads.errors import (
     ServiceDegraded,
     Unauthorized,
 )
-from crossroads.headers import RequestOptions, parse_options
+from crossroads.headers import NO_OPTIONS, parse_options
 from crossroads.ids import uuid7
 from crossroads.providers.catalog import COMPAT_ALIASES
 from crossroads.runtime import Runtime
@@ -160,11 +160,13 @@ class DataPlane:
         try:
             options = parse_options(headers)
         except InvalidHeader as exc:
-            options, refused = RequestOptions(), refused or exc
-        call = Call(rt, snap, account, gateway_id, gateway, headers, options, uuid7(),
-                    time.perf_counter(), caller_key=caller_key, consumed=consumed)
-        call.record = new_record(call, "/" + rest, body, rt.settings.log_body_cap)
-        call.record["created_at"] = dt.datetime.now(dt.UTC)
+            options, refused = NO_OPTIONS, refused or exc
+        log_id = uuid7()
+        record = new_record(options, headers, log_id, account, gateway_id, "/" + rest, body,
+                            rt.settings.log_body_cap)
+        record["created_at"] = dt.datetime.now(dt.UTC)
+        call = Call(rt, snap, account, gateway_id, gateway, headers, options, log_id,
+                    time.perf_counter(), caller_key, consumed, record)
         if refused is not None:
             call.finish(status=refused.status, success=False, error=refused.message)
             raise refused
@@ -237,20 +239,30 @@ class DataPlane:
             return await open_route(self, call, obj, raw, model)
         rec["provider"], rec["model"] = slug, model
         policy = policy_for(call, step)
+        if not self.cache_ttl(call):  # most requests: straight to the provider
+            return await open_chat(call, obj, slug, model, policy, kind)
         return await self.cached(call, slug, model, raw, kind,
                                  lambda: open_chat(call, obj, slug, model, policy, kind))
+
+    def cache_ttl(self, call: Call) -> int | None:
+        """Seconds to cache this request's answer; None or 0 when it is not cached."""
+        o = call.options
+        ttl = o.cache_ttl if o.cache_ttl is not None else call.gateway.get("cache_ttl")
+        if ttl is None and o.cache_key is not None:
+            ttl = DEFAULT_KEYED_CACHE_TTL
+        if o.skip_cache or self.rt.cache is None:
+            return None
+        return ttl
 
     async def cached(self, call: Call, slug: str, model: str, raw: bytes, endpoint: str,
                      opener: Any, auth: str | None = None) -> Answer:
         """Serve from the cache, or open upstream (coalescing identical misses). Answers with a
         ``cache_fill`` attribute (translated chat answers, native answers) are cacheable."""
-        o = call.options
-        ttl = o.cache_ttl if o.cache_ttl is not None else call.gateway.get("cache_ttl")
-        if ttl is None and o.cache_key is not None:
-            ttl = DEFAULT_KEYED_CACHE_TTL
+        ttl = self.cache_ttl(call)
         cache = self.rt.cache
-        if not ttl or o.skip_cache or cache is None:
+        if not ttl or cache is None:
             return await opener()
+        o = call.options
         if auth is None:
             auth = call.caller_key or ""
         key = cache_key(call.gateway_id, slug, endpoint, model, auth, raw, o.cache_key)

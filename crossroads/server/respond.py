@@ -51,8 +51,9 @@ class Responder:
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
         self.status = status
-        await self._send({"type": "http.response.start", "status": status,
-                          "headers": headers + self.extra_headers})
+        if self.extra_headers:
+            headers = headers + self.extra_headers
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, more: bool = True) -> None:
         if not more:
@@ -60,9 +61,15 @@ class Responder:
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """``start`` and a last ``body`` in one (most answers: one coroutine, not three)."""
         headers.append((b"content-length", str(len(body)).encode()))
-        await self.start(status, headers)
-        await self.body(body, more=False)
+        if self.extra_headers:
+            headers = headers + self.extra_headers
+        self.started = self.finished = True
+        self.status = status
+        send = self._send
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def error(self, exc: GatewayError) -> None:
         if not self.started:

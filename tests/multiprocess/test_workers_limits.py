@@ -39,10 +39,14 @@ def test_gateway_limit_is_exact_across_two_workers_without_redis(
             assert put.status_code == 200, put.text
             epoch = gw.health()["config_epoch"]  # the worker that took the PUT reloaded
 
-            def epoch_seen() -> bool:  # a new connection each time, so both workers answer
-                return httpx.get(gw.url + "/healthz", timeout=5).json()["config_epoch"] >= epoch
+            reloaded: dict[int, bool] = {}  # worker pid -> has the new settings
 
-            wait_until(lambda: all(epoch_seen() for _ in range(16)), 10,
+            def both_reloaded() -> bool:  # a new connection each time, so both workers answer
+                h = httpx.get(gw.url + "/healthz", timeout=5).json()
+                reloaded[h["pid"]] = h["config_epoch"] >= epoch
+                return len(reloaded) == 2 and all(reloaded.values())
+
+            wait_until(both_reloaded, 10,
                        "every worker to load the new settings")
             started = time.time()
             results = asyncio.run(drive([gw.url], 200, 50, path=chat_path()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -44,7 +45,12 @@ def test_requests_without_option_headers_get_defaults() -> None:
                 "content-type": "application/json"})
     o = parse_options(h)
     assert o == parse_options({}) and o.collect_log is None and o.metadata == {}
-    assert o is not parse_options(h)  # a fresh object each time (callers may keep it)
+    # one shared instance, which is why it cannot be changed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.collect_log = False  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        o.metadata["k"] = "v"  # type: ignore[index]
+    assert parse_options({}).metadata == {}
 
 
 @pytest.mark.parametrize("name,value", [
