@@ -147,9 +147,9 @@ class UpstreamClient:
         return UpstreamResponse(resp, first, self._idle)
 
     async def _start(self, req: UpstreamRequest) -> tuple[aiohttp.ClientResponse, bytes]:
-        headers = req.headers
+        headers = req.headers  # built for this request: the user agent is added in place
         if "user-agent" not in headers and "User-Agent" not in headers:
-            headers = {**headers, "user-agent": USER_AGENT}
+            headers["user-agent"] = USER_AGENT
         resp = await self.session.request(req.method, req.url, headers=headers,
                                           data=req.body, allow_redirects=False)
         try:

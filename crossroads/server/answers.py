@@ -69,11 +69,13 @@ class ChatAnswer(Answer):
     """A translated chat (or embeddings) answer, streamed or whole."""
 
     def __init__(self, provider: str, model: str, adapter: Provider, resp: UpstreamResponse,
-                 translator: StreamTranslator | None, kind: str = "chat") -> None:
+                 translator: StreamTranslator | None, kind: str = "chat",
+                 sent_at: float | None = None) -> None:
         self.provider, self.model, self.adapter = provider, model, adapter
         self.resp, self.translator, self.kind = resp, translator, kind
         self.cache_fill: Any = None  # set by the cache layer: callable(CachedAnswer)
-        self.sent_at = time.perf_counter()  # when the request went upstream
+        # when the request went upstream
+        self.sent_at = time.perf_counter() if sent_at is None else sent_at
 
     def close(self) -> None:
         self.resp.close()
@@ -193,9 +195,7 @@ async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
     if stream:
         include = bool((body.get("stream_options") or {}).get("include_usage"))
         translator = adapter.chat_stream(model, include)
-    answer = ChatAnswer(slug, model, adapter, resp, translator, kind)
-    answer.sent_at = sent_at
-    return answer
+    return ChatAnswer(slug, model, adapter, resp, translator, kind, sent_at)
 
 
 def server_timing(call: Call, sent_at: float) -> tuple[bytes, bytes]:

@@ -81,10 +81,11 @@ class Call:
         return creds, caller
 
     def base_headers(self) -> list[tuple[bytes, bytes]]:
-        event = self.options.event_id or self.log_id
-        return [(b"cf-aig-log-id", self.log_id.encode()),
-                (b"cf-aig-request-id", self.log_id.encode()),
-                (b"cf-aig-event-id", event.encode())] + self.response_headers
+        log_id = self.log_id.encode()
+        event = self.options.event_id
+        return [(b"cf-aig-log-id", log_id), (b"cf-aig-request-id", log_id),
+                (b"cf-aig-event-id", event.encode() if event else log_id)
+                ] + self.response_headers
 
     def finish(self, *, status: int, success: bool, error: str | None = None) -> None:
         rec = self.record
@@ -108,6 +109,7 @@ class Call:
 # Where SDKs put their api key: a gateway token found there authenticates the request (as in
 # Cloudflare's example `new OpenAI({apiKey: cloudflareToken})`) and is never forwarded.
 KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
+_KEY_HEADER_SET = frozenset(KEY_HEADERS)
 
 
 def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
@@ -125,11 +127,15 @@ def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
         return owner is not None and owner[0] == account and owner[1] in (None, gateway_id)
 
     authed = False
-    if headers.get("cf-aig-authorization") is not None:
-        gw_token = tokens.bearer(headers["cf-aig-authorization"])
+    if (value := headers.get("cf-aig-authorization")) is not None:
+        gw_token = tokens.bearer(value)
         if gw_token is None or not valid(gw_token):
             raise Unauthorized("invalid cf-aig-authorization token")
         authed = True
+    if _KEY_HEADER_SET.isdisjoint(headers):  # no SDK key header: nothing to check or forward
+        if gateway.get("authentication") and not authed:
+            raise Unauthorized("missing cf-aig-authorization: this gateway requires a token")
+        return None, ()
     consumed: list[str] = []
     for name in KEY_HEADERS:
         value = headers.get(name)
