@@ -128,11 +128,10 @@ class UpstreamClient:
         """Send ``req``; raise ProviderHTTPError for an error status (body read), or an
         UpstreamError for transport failures. ``timeout`` bounds the time to first byte."""
         try:
-            if timeout is None:  # most calls: no Timeout object and timer to set up
+            if timeout is None:  # no first-byte deadline: the session's idle timeout only
                 resp, first = await self._start(req)
             else:
-                async with asyncio.timeout(timeout):
-                    resp, first = await self._start(req)
+                resp, first = await self._start_within(req, timeout)
         except TimeoutError:
             raise UpstreamTimeout(f"no answer from provider within {timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
@@ -145,6 +144,34 @@ class UpstreamClient:
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"provider request failed: {type(exc).__name__}") from None
         return UpstreamResponse(resp, first, self._idle)
+
+    async def _start_within(self, req: UpstreamRequest, timeout: float
+                            ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """``_start`` with a deadline: what ``asyncio.timeout`` does (one timer that cancels
+        the task, its cancellation turned into TimeoutError unless someone else cancelled
+        too), without its object and two coroutines per call; a route's model step with a
+        timeout runs this on every request."""
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        handle = task.get_loop().call_later(timeout, expire)
+        try:
+            return await self._start(req)
+        except asyncio.CancelledError:
+            # the timer fires only while the task waits inside _start, so a cancellation
+            # seen here after it fired is ours, unless another cancel request came too
+            if expired and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            handle.cancel()
 
     async def _start(self, req: UpstreamRequest) -> tuple[aiohttp.ClientResponse, bytes]:
         headers = req.headers  # built for this request: the user agent is added in place

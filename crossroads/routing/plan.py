@@ -181,36 +181,30 @@ class RouteWalk:
             raise GatewayError(f"{route_label(self.graph)}: walk exceeded its step limit")
         element = self.graph.element(self._current)
         self.path.append(element.id)
-        kind = element.kind
-        if kind == "conditional":
-            assert isinstance(element, Conditional)
-            hit = element.matcher.match(self.ctx)
-            reason = "conditions matched" if hit else "conditions did not match"
-            self._go(element.id, "true" if hit else "false", reason,
-                     element.true if hit else element.false)
-        elif kind == "model":
-            assert isinstance(element, Model)
-            # the step is the same every time: made once per graph
-            step = self.graph.memo.get(element.id)
-            if step is None:
-                step = self.graph.memo[element.id] = CallModel(
-                    element.id, element.provider, element.model, element.timeout_ms,
-                    element.retries)
-            self._pending = step
-        elif kind == "rate":
-            assert isinstance(element, Rate)
-            self._pending = CheckLimit(
-                element.id, element.limit_type, self._bucket(element), element.limit,
-                element.window, element.technique)
-        elif kind == "percentage":
-            assert isinstance(element, Percentage)
-            self._split(element)
-        elif kind == "start":
-            assert isinstance(element, Start)
-            self._go(element.id, "next", "entry point", element.next)
-        else:
-            assert isinstance(element, End)
-            self._end(element)
+        _ADVANCE[type(element)](self, element)  # one lookup, not a chain of kind tests
+
+    def _conditional(self, element: Conditional) -> None:
+        hit = element.matcher.match(self.ctx)
+        reason = "conditions matched" if hit else "conditions did not match"
+        self._go(element.id, "true" if hit else "false", reason,
+                 element.true if hit else element.false)
+
+    def _model(self, element: Model) -> None:
+        # the step is the same every time: made once per graph
+        step = self.graph.memo.get(element.id)
+        if step is None:
+            step = self.graph.memo[element.id] = CallModel(
+                element.id, element.provider, element.model, element.timeout_ms,
+                element.retries)
+        self._pending = step
+
+    def _rate(self, element: Rate) -> None:
+        self._pending = CheckLimit(
+            element.id, element.limit_type, self._bucket(element), element.limit,
+            element.window, element.technique)
+
+    def _start(self, element: Start) -> None:
+        self._go(element.id, "next", "entry point", element.next)
 
     def _go(self, element_id: str, outcome: str, reason: str, target: str | None) -> None:
         if self._tracing:
@@ -316,3 +310,13 @@ class RouteWalk:
         return cls(self.failure_message(), details={"path": list(self.path),
                                                      "outcome": finish.outcome})
 
+
+# what ``RouteWalk._advance`` does for each kind of element
+_ADVANCE: dict[type[Any], Callable[[RouteWalk, Any], None]] = {
+    Conditional: RouteWalk._conditional,
+    Model: RouteWalk._model,
+    Rate: RouteWalk._rate,
+    Percentage: RouteWalk._split,
+    Start: RouteWalk._start,
+    End: RouteWalk._end,
+}

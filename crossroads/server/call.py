@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from crossroads import tokens
+from crossroads.attempts import RetryPolicy, merge_policy
 from crossroads.errors import MissingProviderKey, Unauthorized, UnknownProvider
 from crossroads.headers import NO_OPTIONS, RequestOptions
 from crossroads.providers.base import Credentials, Provider
@@ -79,6 +80,22 @@ class Call:
         if creds is not None:
             creds = await prepare(creds, self.rt.upstream.session, self.rt.clock)
         return creds, caller
+
+    def policy(self, step: dict[str, Any] | None = None) -> RetryPolicy:
+        """Retries and timeout for one upstream call: the gateway's settings, overridden by
+        ``step`` (a universal-endpoint step's ``config``) and the request's cf-aig-* headers."""
+        o = self.options
+        if (step is None and o.max_attempts is None and o.retry_delay_ms is None
+                and o.backoff is None and o.request_timeout_ms is None):
+            # the gateway's own policy: built once per configuration snapshot
+            key = (self.account, self.gateway_id)
+            policy = self.snap.policies.get(key)
+            if policy is None:
+                policy = self.snap.policies[key] = merge_policy(None, None, None, None, None,
+                                                                self.gateway)
+            return policy
+        return merge_policy(step, o.max_attempts, o.retry_delay_ms, o.backoff,
+                            o.request_timeout_ms, self.gateway)
 
     def base_headers(self) -> list[tuple[bytes, bytes]]:
         log_id = self.log_id.encode()

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-from crossroads.attempts import RetryPolicy, merge_policy
 from crossroads.cache import cache_key
 from crossroads.errors import (
     BadRequest,
@@ -34,7 +33,10 @@ from crossroads.providers.catalog import COMPAT_ALIASES
 from crossroads.runtime import Runtime
 from crossroads.server.answers import Answer, CacheHitAnswer, open_chat, relay_guarded
 from crossroads.server.call import Call, authenticate, new_record
+from crossroads.server.passthrough import open_native
 from crossroads.server.respond import Responder
+from crossroads.server.route_exec import open_route
+from crossroads.server.universal import universal
 
 DEFAULT_KEYED_CACHE_TTL = 300  # cf-aig-cache-key without any TTL: 5 minutes, as Cloudflare
 
@@ -79,21 +81,6 @@ def split_model(model: Any) -> tuple[str, str]:
         raise BadRequest(f"model '{model}' must be \"{{provider}}/{{model}}\", e.g. "
                          "\"openai/gpt-4o-mini\", or \"dynamic/{route}\"")
     return COMPAT_ALIASES.get(slug, slug), name
-
-
-def policy_for(call: Call, step: dict[str, Any] | None) -> RetryPolicy:
-    o = call.options
-    if (step is None and o.max_attempts is None and o.retry_delay_ms is None
-            and o.backoff is None and o.request_timeout_ms is None):
-        # the gateway's own policy: built once per configuration snapshot
-        key = (call.account, call.gateway_id)
-        policy = call.snap.policies.get(key)
-        if policy is None:
-            policy = call.snap.policies[key] = merge_policy(None, None, None, None, None,
-                                                            call.gateway)
-        return policy
-    return merge_policy(step, o.max_attempts, o.retry_delay_ms, o.backoff,
-                        o.request_timeout_ms, call.gateway)
 
 
 class DataPlane:
@@ -203,8 +190,6 @@ class DataPlane:
         if rest in ("", "/"):
             if method != "POST":
                 raise NotFound("the universal endpoint takes POST")
-            from crossroads.server.universal import universal
-
             await universal(self, call, body, out)
             return
         if rest in ("compat/chat/completions", "compat/embeddings"):
@@ -214,8 +199,6 @@ class DataPlane:
             answer = await self.open_compat(call, parse_json_object(body), body, kind)
             await relay_guarded(answer, call, out)
             return
-        from crossroads.server.passthrough import open_native
-
         slug, _, path = rest.partition("/")
         answer = await open_native(call, slug, "/" + path, method,
                                    scope.get("query_string", b"").decode("latin-1"), body,
@@ -234,11 +217,9 @@ class DataPlane:
         if slug == "dynamic":
             if kind != "chat":
                 raise BadRequest("dynamic routes accept only the chat-completions format")
-            from crossroads.server.route_exec import open_route
-
             return await open_route(self, call, obj, raw, model)
         rec["provider"], rec["model"] = slug, model
-        policy = policy_for(call, step)
+        policy = call.policy(step)
         if not self.cache_ttl(call):  # most requests: straight to the provider
             return await open_chat(call, obj, slug, model, policy, kind)
         return await self.cached(call, slug, model, raw, kind,

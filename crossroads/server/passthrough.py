@@ -100,8 +100,6 @@ class NativeAnswer(Answer):
 async def open_native(call: Call, slug: str, path: str, method: str, query: str, body: bytes,
                       extra_headers: dict[str, str] | None = None,
                       step: dict[str, Any] | None = None, plane: Any = None) -> Answer:
-    from crossroads.server.dataplane import policy_for
-
     adapter, base = call.provider(slug)
     headers = forward_headers(call.headers)
     for name in call.consumed:  # the gateway token never goes upstream
@@ -115,7 +113,7 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
     model = model_of(body, path)
     rec = call.record
     rec["provider"], rec["model"], rec["request_type"] = slug, model, "native"
-    policy = policy_for(call, step)
+    policy = call.policy(step)
 
     async def attempt(timeout: float | None) -> UpstreamResponse:
         return await call.rt.upstream.open(req, timeout)

@@ -59,9 +59,7 @@ def _settle(rt: Any, counters: Any, key: str, cost: float, window: float, techni
 
 
 async def _call_model(call: Call, body: dict[str, Any], step: CallModel) -> Answer:
-    from crossroads.server.dataplane import policy_for
-
-    base = policy_for(call, None)
+    base = call.policy()
     policy = RetryPolicy(max_attempts=step.retries + 1, delay_ms=base.delay_ms,
                          backoff=base.backoff, timeout_ms=step.timeout_ms or None,
                          final_attempt_waits=False)

@@ -19,6 +19,7 @@ from crossroads.errors import BadRequest, GatewayError
 from crossroads.headers import parse_options
 from crossroads.server.answers import Answer, ProviderErrorAnswer, relay_guarded
 from crossroads.server.call import Call
+from crossroads.server.passthrough import open_native
 from crossroads.server.respond import Responder
 
 _COMPAT_ENDPOINTS = {"chat/completions": "chat", "chat/completion": "chat",
@@ -61,8 +62,6 @@ def _step_call(call: Call, step: dict[str, Any]) -> None:
 
 
 async def _open_step(plane: Any, call: Call, step: dict[str, Any]) -> Answer:
-    from crossroads.server.passthrough import open_native
-
     _step_call(call, step)
     provider, endpoint = step["provider"], step.get("endpoint", "").strip("/")
     query = step.get("query")
