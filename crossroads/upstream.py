@@ -8,8 +8,9 @@ stream can still fall back if its upstream dies before any byte reached the clie
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from importlib import metadata
+from typing import Any
 
 import aiohttp
 
@@ -124,31 +125,20 @@ class UpstreamClient:
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         return self._session
 
-    async def open(self, req: UpstreamRequest, timeout: float | None) -> UpstreamResponse:
-        """Send ``req``; raise ProviderHTTPError for an error status (body read), or an
-        UpstreamError for transport failures. ``timeout`` bounds the time to first byte."""
-        try:
-            if timeout is None:  # no first-byte deadline: the session's idle timeout only
-                resp, first = await self._start(req)
-            else:
-                resp, first = await self._start_within(req, timeout)
-        except TimeoutError:
-            raise UpstreamTimeout(f"no answer from provider within {timeout:g} s") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnavailable(f"cannot connect to provider at {exc.host}:{exc.port}"
-                                      ) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                aiohttp.ClientPayloadError) as exc:
-            raise UpstreamUnavailable(f"provider connection failed: {type(exc).__name__}"
-                                      ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"provider request failed: {type(exc).__name__}") from None
-        return UpstreamResponse(resp, first, self._idle)
+    def open(self, req: UpstreamRequest, timeout: float | None
+             ) -> Coroutine[Any, Any, UpstreamResponse]:
+        """Send ``req``; the answer once it has started (status, headers, first bytes). Raises
+        ProviderHTTPError for an error status (body read), or an UpstreamError for transport
+        failures. ``timeout`` bounds the time to first byte; without one, the idle timeout
+        (``stream_idle_timeout``) does. Returns the coroutine to await (no wrapper
+        coroutine on this path, which every upstream call takes)."""
+        if timeout is None:
+            return self._open(req)
+        return self._open_within(req, timeout)
 
-    async def _start_within(self, req: UpstreamRequest, timeout: float
-                            ) -> tuple[aiohttp.ClientResponse, bytes]:
-        """``_start`` with a deadline: what ``asyncio.timeout`` does (one timer that cancels
-        the task, its cancellation turned into TimeoutError unless someone else cancelled
+    async def _open_within(self, req: UpstreamRequest, timeout: float) -> UpstreamResponse:
+        """``_open`` with a deadline: what ``asyncio.timeout`` does (one timer that cancels
+        the task, that cancellation reported as a timeout unless another cancel request came
         too), without its object and two coroutines per call; a route's model step with a
         timeout runs this on every request."""
         task = asyncio.current_task()
@@ -163,35 +153,51 @@ class UpstreamClient:
 
         handle = task.get_loop().call_later(timeout, expire)
         try:
-            return await self._start(req)
+            return await self._open(req)
         except asyncio.CancelledError:
-            # the timer fires only while the task waits inside _start, so a cancellation
+            # the timer fires only while the task waits inside _open, so a cancellation
             # seen here after it fired is ours, unless another cancel request came too
             if expired and task.uncancel() <= cancelling:
-                raise TimeoutError from None
+                raise UpstreamTimeout(f"no answer from provider within {timeout:g} s"
+                                      ) from None
             raise
         finally:
             handle.cancel()
 
-    async def _start(self, req: UpstreamRequest) -> tuple[aiohttp.ClientResponse, bytes]:
+    async def _open(self, req: UpstreamRequest) -> UpstreamResponse:
         headers = req.headers  # built for this request: the user agent is added in place
         if "user-agent" not in headers and "User-Agent" not in headers:
             headers["user-agent"] = USER_AGENT
-        resp = await self.session.request(req.method, req.url, headers=headers,
-                                          data=req.body, allow_redirects=False)
         try:
-            if resp.status >= 400:
-                body = await resp.content.read(_ERROR_BODY_CAP)
-            else:
-                first = await resp.content.readany()
-        except BaseException:  # timed out, cancelled or broken after the status: drop it
-            resp.close()
-            raise
+            resp = await self.session.request(req.method, req.url, headers=headers,
+                                              data=req.body, allow_redirects=False)
+            try:
+                if resp.status >= 400:
+                    body = await resp.content.read(_ERROR_BODY_CAP)
+                else:
+                    first = await resp.content.readany()
+            except BaseException:  # timed out, cancelled or broken after the status: drop it
+                resp.close()
+                raise
+        except aiohttp.ConnectionTimeoutError:  # the session's connect timeout
+            raise UpstreamTimeout(f"cannot connect to provider within "
+                                  f"{self._connect_timeout:g} s") from None
+        except aiohttp.ServerTimeoutError:  # the session's idle timeout
+            raise UpstreamTimeout(f"provider sent nothing for {self._idle:g} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnavailable(f"cannot connect to provider at {exc.host}:{exc.port}"
+                                      ) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                aiohttp.ClientPayloadError) as exc:
+            raise UpstreamUnavailable(f"provider connection failed: {type(exc).__name__}"
+                                      ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"provider request failed: {type(exc).__name__}") from None
         if resp.status >= 400:
-            headers = {k.lower(): v for k, v in resp.headers.items()}
+            error_headers = {k.lower(): v for k, v in resp.headers.items()}
             resp.release()  # the body was read: the connection goes back to the pool
-            raise ProviderHTTPError(resp.status, body, headers)
+            raise ProviderHTTPError(resp.status, body, error_headers)
         if not first and req.stream:
             resp.close()
             raise UpstreamProtocolError("provider ended the stream before sending anything")
-        return resp, first
+        return UpstreamResponse(resp, first, self._idle)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from typing import Any
 
@@ -37,6 +38,8 @@ from crossroads.server.passthrough import open_native
 from crossroads.server.respond import Responder
 from crossroads.server.route_exec import open_route
 from crossroads.server.universal import universal
+
+log = logging.getLogger("crossroads")
 
 DEFAULT_KEYED_CACHE_TTL = 300  # cf-aig-cache-key without any TTL: 5 minutes, as Cloudflare
 
@@ -103,12 +106,12 @@ class DataPlane:
             watcher.arm()
             await self._route(call, rest, scope, body, out)
         except GatewayError as exc:
-            if call is not None:
-                if not call.record.get("status_code"):
-                    call.finish(status=exc.status, success=False, error=exc.message)
-                if not out.started:  # the log id (and step, ...) on gateway errors too
-                    out.extra_headers = call.base_headers()
-            await out.error(exc)
+            await self._fail(call, out, exc)
+        except Exception:  # a bug: still answered in the gateway's format, and logged
+            log.exception("unexpected error answering %s %s", scope.get("method"),
+                          scope.get("path"))
+            await self._fail(call, out, GatewayError(
+                "internal error in the gateway (details in its log)"))
         except asyncio.CancelledError:
             if call is not None and not call.record.get("status_code"):
                 call.finish(status=499, success=False, error="client disconnected")
@@ -117,6 +120,15 @@ class DataPlane:
             raise
         finally:
             watcher.disarm()
+
+    @staticmethod
+    async def _fail(call: Call | None, out: Responder, exc: GatewayError) -> None:
+        if call is not None:
+            if not call.record.get("status_code"):
+                call.finish(status=exc.status, success=False, error=exc.message)
+            if not out.started:  # the log id (and step, ...) on gateway errors too
+                out.extra_headers = call.base_headers()
+        await out.error(exc)
 
     async def _admit(self, scope: dict[str, Any], receive: Any) -> tuple[Call, str, bytes]:
         rt = self.rt

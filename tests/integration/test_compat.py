@@ -213,6 +213,51 @@ def test_reset_before_answer_and_cut_mid_stream(gateway: RunningGateway,
                                      messages=[{"role": "user", "content": "hi"}]).choices
 
 
+def test_idle_timeout_before_the_first_byte(gateway_factory, openai_up: StandinServer  # type: ignore[no-untyped-def]
+                                            ) -> None:
+    """No request timeout set: a provider that sends nothing is cut off by the idle timeout
+    (``CROSSROADS_STREAM_IDLE_TIMEOUT``), answered as a 504 that says so."""
+    gw = gateway_factory({"CROSSROADS_UPSTREAM_OPENAI": openai_up.url + "/v1",
+                          "CROSSROADS_STREAM_IDLE_TIMEOUT": "0.2"})
+    gw.put_key("openai", "sk-stored")
+    openai_up.app[STATE].queue = [Hang()]
+    r = httpx.post(gw.compat() + "/chat/completions",
+                   headers={"cf-aig-authorization": f"Bearer {gw.token()}"},
+                   json={"model": "openai/gpt-4o-mini", "messages": []})
+    openai_up.app[STATE].release.set()
+    assert r.status_code == 504, r.text
+    error = r.json()["error"][0]
+    assert error["code"] == 2007 and "0.2 s" in error["message"]
+    assert gw.logs()[0]["status_code"] == 504
+
+
+def test_an_unexpected_error_is_answered_and_logged(gateway: RunningGateway,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the gateway (here: the answer's parser raising) still gets the gateway's error
+    format, the log id, and a log row; the gateway keeps serving."""
+    from crossroads.providers.openai_compat import OpenAICompatProvider
+
+    def broken(self, raw: bytes, model: str) -> None:  # type: ignore[no-untyped-def]
+        raise RuntimeError("parser bug")
+
+    token = gateway.token()
+    with monkeypatch.context() as m:
+        m.setattr(OpenAICompatProvider, "chat_response", broken)
+        r = httpx.post(gateway.compat() + "/chat/completions",
+                       headers={"cf-aig-authorization": f"Bearer {token}"},
+                       json={"model": "openai/gpt-4o-mini", "messages": []})
+    assert r.status_code == 500
+    body = r.json()
+    assert body["success"] is False and body["error"][0]["code"] == 2000
+    assert "parser bug" not in r.text  # details go to the gateway's log, not the caller
+    row = gateway.logs()[0]
+    assert row["status_code"] == 500 and r.headers["cf-aig-log-id"] == row["id"]
+    ok = httpx.post(gateway.compat() + "/chat/completions",
+                    headers={"cf-aig-authorization": f"Bearer {token}"},
+                    json={"model": "openai/gpt-4o-mini", "messages": []})
+    assert ok.status_code == 200
+
+
 def test_timeout_to_first_byte(gateway: RunningGateway, openai_up: StandinServer) -> None:
     state = openai_up.app[STATE]
     state.queue = [Hang()]
@@ -224,13 +269,18 @@ def test_timeout_to_first_byte(gateway: RunningGateway, openai_up: StandinServer
     assert r.json()["error"][0]["code"] == 2007
 
 
+@pytest.mark.parametrize("deadline", [{}, {"cf-aig-request-timeout": "10000"}],
+                         ids=["no-deadline", "first-byte-deadline"])
 def test_client_disconnect_cancels_upstream(gateway: RunningGateway,
-                                            openai_up: StandinServer) -> None:
+                                            openai_up: StandinServer,
+                                            deadline: dict[str, str]) -> None:
+    """Also while a first-byte deadline is pending: the cancellation is the client's, so it is
+    not mistaken for the deadline (a 504)."""
     state = openai_up.app[STATE]
     state.queue = [Hang()]
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(gateway.compat() + "/chat/completions", timeout=0.3,
-                   headers={"cf-aig-authorization": f"Bearer {gateway.token()}"},
+                   headers={"cf-aig-authorization": f"Bearer {gateway.token()}", **deadline},
                    json={"model": "openai/gpt-4o-mini", "messages": []})
     import time
 
