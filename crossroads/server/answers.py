@@ -14,7 +14,7 @@ from typing import Any
 from crossroads.attempts import RetryPolicy, with_retries
 from crossroads.cache import CachedAnswer
 from crossroads.errors import GatewayError, ProviderHTTPError, UpstreamError
-from crossroads.providers.base import Provider, StreamTranslator, Usage
+from crossroads.providers.base import ParsedResponse, Provider, StreamTranslator, Usage
 from crossroads.providers.pricing import cost_of
 from crossroads.server.call import Call
 from crossroads.server.respond import JSON_CT, SSE_HEADERS, Responder
@@ -82,30 +82,35 @@ class ChatAnswer(Answer):
 
     async def relay(self, call: Call, out: Responder) -> None:
         try:
-            if self.translator is None:
-                await self._whole(call, out)
-            else:
+            if self.translator is not None:
                 await self._stream(call, out)
+                return
+            # a whole answer (most): parsed, sent and accounted here, one coroutine
+            raw = self.resp.first if self.resp.complete else await self.resp.read_rest()
+            parsed = self._parse(raw)
+            await out.whole(200, call.base_headers()
+                            + [JSON_CT, server_timing(call, self.sent_at)], parsed.body)
         finally:
             self.resp.release()
+        account_usage(call, self.provider, self.model, parsed.usage)
+        rec = call.record
+        rec["response_body"] = parsed.body[: call.rt.settings.log_body_cap]
+        rec["response_size"] = len(parsed.body)
+        rec["response_content_type"] = "application/json"
+        call.finish(status=200, success=True)
 
-    async def _whole(self, call: Call, out: Responder) -> None:
-        raw = self.resp.first if self.resp.complete else await self.resp.read_rest()
+    def _parse(self, raw: bytes) -> ParsedResponse:
+        """The whole answer translated; handed to the cache (if it is filled) before it is
+        sent, so the TTL starts with the answer."""
         if self.kind == "embeddings":
             parsed = self.adapter.embeddings_response(raw, self.model)
         else:
             parsed = self.adapter.chat_response(raw, self.model)
-        if self.cache_fill is not None:  # before sending: the TTL starts with the answer
+        if self.cache_fill is not None:
             self.cache_fill(CachedAnswer(200, "application/json", parsed.body, self.provider,
                                          self.model, parsed.usage.prompt_tokens,
                                          parsed.usage.completion_tokens))
-        await out.whole(200, call.base_headers() + [JSON_CT, server_timing(call, self.sent_at)],
-                        parsed.body)
-        account_usage(call, self.provider, self.model, parsed.usage)
-        call.record["response_body"] = parsed.body[: call.rt.settings.log_body_cap]
-        call.record["response_size"] = len(parsed.body)
-        call.record["response_content_type"] = "application/json"
-        call.finish(status=200, success=True)
+        return parsed
 
     async def _stream(self, call: Call, out: Responder) -> None:
         tr = self.translator
@@ -173,7 +178,8 @@ async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
     """Send a canonical chat (or embeddings) request to ``slug``; return once it answers.
     A provider error status on the last attempt comes back as a ProviderErrorAnswer."""
     adapter, base = call.provider(slug)
-    creds, caller = await call.signing_credentials(adapter, slug)
+    ready = call.ready_credentials(adapter, slug)
+    creds, caller = ready if ready is not None else await call.signing_credentials(adapter, slug)
     if kind == "embeddings":
         req = adapter.embeddings_request(body, model, creds, base, caller)
     else:
@@ -204,8 +210,7 @@ def server_timing(call: Call, sent_at: float) -> tuple[bytes, bytes]:
     now = time.perf_counter()
     upstream = (now - sent_at) * 1000
     gateway = max((now - call.started) * 1000 - upstream, 0.0)
-    return (b"server-timing",
-            f"upstream;dur={upstream:.2f}, gateway;dur={gateway:.2f}".encode())
+    return (b"server-timing", b"upstream;dur=%.2f, gateway;dur=%.2f" % (upstream, gateway))
 
 
 async def relay_guarded(answer: Answer, call: Call, out: Responder) -> None:

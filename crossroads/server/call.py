@@ -55,6 +55,17 @@ class Call:
                 "API) or send your provider key in the Authorization header")
         return creds
 
+    def ready_credentials(self, adapter: Provider, slug: str
+                          ) -> tuple[Credentials | None, str | None] | None:
+        """What ``signing_credentials`` answers, when that needs no await (the adapter signs
+        nothing ahead and the key is at hand: most calls); None otherwise."""
+        if getattr(adapter, "prepare_credentials", None) is not None:
+            return None
+        try:
+            return self.credentials(slug), self.caller_key
+        except MissingProviderKey:
+            return None
+
     async def signing_credentials(self, adapter: Provider, slug: str, *,
                                   caller_has_key: bool = False
                                   ) -> tuple[Credentials | None, str | None]:
