@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -51,6 +52,27 @@ async def test_upgrade_builds_the_schema_of_schema_py(
         assert (await c.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "epoch"))
                 ).scalar_one() == "0"
     await engine.dispose()
+
+
+async def test_a_new_sqlite_database_has_16k_pages_and_an_old_one_keeps_its_own(
+        tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{fresh}")
+    await upgrade(engine)
+    await engine.dispose()
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as c:  # made before this setting: 4 KiB pages, WAL
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("CREATE TABLE before_crossroads (x INTEGER)")
+    engine = make_engine(f"sqlite+aiosqlite:///{old}")
+    await upgrade(engine)
+    async with engine.connect() as conn:
+        assert await current_version(engine) == SCHEMA_VERSION
+        assert (await conn.execute(sa.text("PRAGMA journal_mode"))).scalar() == "wal"
+    await engine.dispose()
+    for path, size in ((fresh, 16384), (old, 4096)):
+        with sqlite3.connect(path) as c:
+            assert c.execute("PRAGMA page_size").fetchone()[0] == size
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
