@@ -16,6 +16,7 @@ from crossroads.headers import NO_OPTIONS, RequestOptions
 from crossroads.providers.base import Credentials, Provider
 from crossroads.runtime import Runtime
 from crossroads.snapshot import Snapshot
+from crossroads.store.schema import logs as logs_table
 
 
 @dataclass(slots=True)
@@ -182,20 +183,12 @@ def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
     return caller_key, tuple(consumed)
 
 
-# every column of the ``logs`` table, with what a request starts with; ``new_record`` copies it
-# (one dict copy rather than 35 insertions) and sets what this request brings
+# every column of the ``logs`` table with its default (``success`` starts False), derived from
+# the table so that a new column is never missed; ``new_record`` copies it (one dict copy rather
+# than 35 insertions) and sets what this request brings
 _RECORD_TEMPLATE: dict[str, Any] = {
-    "id": None, "account_id": None, "gateway_id": None,
-    "created_at": None,  # set by the caller (wall clock)
-    "provider": "", "model": "", "model_type": None, "path": "", "request_type": None,
-    "status_code": None, "success": False, "cached": False, "tokens_in": None,
-    "tokens_out": None, "cached_tokens": None, "cost": None, "custom_cost": False,
-    "duration": 0, "metadata": None, "event_id": None, "step": None, "route": None,
-    "route_version": None, "route_path": None, "error": None, "feedback": None, "score": None,
-    "request_content_type": None, "response_content_type": None, "request_size": None,
-    "response_size": None, "request_body": None, "response_body": None,
-    "request_head_complete": None, "response_head_complete": None,
-}
+    c.name: c.default.arg if c.default is not None else None for c in logs_table.c}
+_RECORD_TEMPLATE["success"] = False
 
 
 def new_record(options: RequestOptions, headers: dict[str, str], log_id: str, account: str,
