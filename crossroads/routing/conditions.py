@@ -205,6 +205,8 @@ class OpTest:
     def test(self, value: Any) -> bool:
         op, operand = self.op, self.operand
         if op == "$eq":
+            if type(operand) is str:  # the usual literal: equal only to the same plain string
+                return type(value) is str and value == operand
             return value is not MISSING and values_equal(value, operand)
         if op == "$ne":
             return value is MISSING or not values_equal(value, operand)

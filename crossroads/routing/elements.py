@@ -115,17 +115,17 @@ class RouteGraph:
     name: str = ""
     version: str | int | None = None
     start: str = field(init=False, repr=False, compare=False)
-    _by_id: Mapping[str, Element] = field(init=False, repr=False, compare=False)
+    by_id: Mapping[str, Element] = field(init=False, repr=False, compare=False)
     # per-element values derived once and reused by every walk (crossroads.routing.plan)
-    memo: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
+    memo: dict[Any, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_id", {e.id: e for e in self.elements})
+        object.__setattr__(self, "by_id", {e.id: e for e in self.elements})
         starts = [e.id for e in self.elements if isinstance(e, Start)]
         object.__setattr__(self, "start", starts[0] if starts else "")
 
     def element(self, element_id: str) -> Element:
-        return self._by_id[element_id]
+        return self.by_id[element_id]
 
     def __contains__(self, element_id: object) -> bool:
-        return element_id in self._by_id
+        return element_id in self.by_id

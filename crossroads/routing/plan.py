@@ -140,6 +140,10 @@ def route_label(graph: RouteGraph) -> str:
 class RouteWalk:
     """One request's walk through ``graph``; see the module docstring for the protocol."""
 
+    __slots__ = ("graph", "ctx", "_draw", "trace", "_tracing", "path", "attempts",
+                 "admitted_limits", "refused_limits", "finished", "_current", "_pending",
+                 "_element", "_answer", "_steps_left", "_by_id")
+
     def __init__(self, graph: RouteGraph, ctx: Mapping[str, Any], *,
                  draw: Callable[[], float], trace: bool = True) -> None:
         self.graph = graph
@@ -156,11 +160,14 @@ class RouteWalk:
         self.finished: Finish | None = None
         self._current: str | None = graph.start
         self._pending: CheckLimit | CallModel | None = None
+        self._element: Rate | Model | None = None  # the element of the pending step
+        self._answer: ModelAttempt | None = None  # the successful attempt (success is final)
         self._steps_left = 2 * len(graph.elements) + 2
+        self._by_id = graph.by_id
 
     @property
     def answered_by(self) -> ModelAttempt | None:
-        return next((a for a in self.attempts if a.ok), None)
+        return self._answer
 
     def next(self) -> Step:
         """Advance to the next step that needs the executor (or to the Finish)."""
@@ -169,25 +176,27 @@ class RouteWalk:
         if self._pending is not None:
             raise GatewayError(f"route walk: next() called before the result of "
                                f"{type(self._pending).__name__} {self._pending.element_id}")
-        while self.finished is None and self._pending is None:
-            self._advance()
-        step: Step | None = self.finished or self._pending
-        assert step is not None
-        return step
-
-    def _advance(self) -> None:
-        self._steps_left -= 1
-        if self._steps_left < 0 or self._current is None:
-            raise GatewayError(f"{route_label(self.graph)}: walk exceeded its step limit")
-        element = self.graph.element(self._current)
-        self.path.append(element.id)
-        _ADVANCE[type(element)](self, element)  # one lookup, not a chain of kind tests
+        by_id, path = self._by_id, self.path
+        while True:
+            self._steps_left -= 1
+            current = self._current
+            if self._steps_left < 0 or current is None:
+                raise GatewayError(f"{route_label(self.graph)}: walk exceeded its step limit")
+            element = by_id[current]
+            path.append(current)
+            _ADVANCE[type(element)](self, element)  # one lookup, not a chain of kind tests
+            if self._pending is not None:
+                return self._pending
+            if self.finished is not None:
+                return self.finished
 
     def _conditional(self, element: Conditional) -> None:
         hit = element.matcher.match(self.ctx)
-        reason = "conditions matched" if hit else "conditions did not match"
-        self._go(element.id, "true" if hit else "false", reason,
-                 element.true if hit else element.false)
+        if self._tracing:
+            self.trace.append(TraceEntry(element.id, "true" if hit else "false",
+                                         "conditions matched" if hit
+                                         else "conditions did not match"))
+        self._current = element.true if hit else element.false
 
     def _model(self, element: Model) -> None:
         # the step is the same every time: made once per graph
@@ -196,15 +205,19 @@ class RouteWalk:
             step = self.graph.memo[element.id] = CallModel(
                 element.id, element.provider, element.model, element.timeout_ms,
                 element.retries)
-        self._pending = step
+        self._pending, self._element = step, element
 
     def _rate(self, element: Rate) -> None:
         self._pending = CheckLimit(
-            element.id, element.limit_type, self._bucket(element), element.limit,
-            element.window, element.technique)
+            element.id, element.limit_type,
+            f"{self.graph.name}:{element.id}:{key_text(element.key.resolve(self.ctx))}",
+            element.limit, element.window, element.technique)
+        self._element = element
 
     def _start(self, element: Start) -> None:
-        self._go(element.id, "next", "entry point", element.next)
+        if self._tracing:
+            self.trace.append(TraceEntry(element.id, "next", "entry point"))
+        self._current = element.next
 
     def _go(self, element_id: str, outcome: str, reason: str, target: str | None) -> None:
         if self._tracing:
@@ -231,11 +244,8 @@ class RouteWalk:
             how += f" falls in branch {branch.label}"
         self._go(element.id, branch.label, how, branch.target)
 
-    def _bucket(self, element: Rate) -> str:
-        return f"{self.graph.name}:{element.id}:{key_text(element.key.resolve(self.ctx))}"
-
     def _end(self, element: End) -> None:
-        if self.answered_by is not None:
+        if self._answer is not None:
             outcome: Outcome = "answered"
         elif self.attempts:
             outcome = "exhausted"
@@ -245,13 +255,17 @@ class RouteWalk:
             outcome = "no_model"
         if self._tracing:
             self.trace.append(TraceEntry(element.id, outcome, "end of route"))
-        self.finished = Finish(element.id, outcome == "answered", outcome)
+        # frozen, and the same for every walk that ends here this way: made once per graph
+        memo_key = (element.id, outcome)
+        finish = self.graph.memo.get(memo_key)
+        if finish is None:
+            finish = self.graph.memo[memo_key] = Finish(element.id, outcome == "answered",
+                                                        outcome)
+        self.finished = finish
 
     def limit_result(self, admitted: bool) -> None:
         """Report the CheckLimit just returned by ``next``: admitted or over the limit."""
-        step = self._take(CheckLimit)
-        rate = self.graph.element(step.element_id)
-        assert isinstance(rate, Rate)
+        step, rate = self._take(CheckLimit)
         if admitted:
             self.admitted_limits.append(step)
             self._go(rate.id, "admitted", f"under the limit of bucket {step.bucket_key}"
@@ -267,11 +281,12 @@ class RouteWalk:
 
     def model_result(self, ok: bool, reason: str | None = None) -> None:
         """Report the CallModel just returned by ``next`` (after all its retries)."""
-        step = self._take(CallModel)
-        model = self.graph.element(step.element_id)
-        assert isinstance(model, Model)
-        self.attempts.append(ModelAttempt(step.element_id, step.provider, step.model, ok, reason))
+        step, model = self._take(CallModel)
+        attempt = ModelAttempt(step.element_id, step.provider, step.model, ok, reason)
+        self.attempts.append(attempt)
         if ok:
+            if self._answer is None:
+                self._answer = attempt
             self._go(model.id, "success", reason or "model answered", model.success)
         elif model.fallback is not None:
             self._go(model.id, "failure", f"{reason or 'failed'}, taking fallback",
@@ -280,12 +295,13 @@ class RouteWalk:
             self._go(model.id, "failure", f"{reason or 'failed'}, no fallback", None)
             self.finished = Finish(model.id, False, "exhausted")
 
-    def _take(self, kind: type[Any]) -> Any:
+    def _take(self, kind: type[Any]) -> tuple[Any, Any]:
+        """The pending step (which must be a ``kind``) and its element; none is pending after."""
         step = self._pending
-        if not isinstance(step, kind):
+        if type(step) is not kind:
             raise GatewayError(f"route walk: no {kind.__name__} step is waiting for a result")
         self._pending = None
-        return step
+        return step, self._element
 
     def failure_message(self) -> str:
         """E.g. ``route 'support' v3: model m1 (openai/gpt-4o) failed: upstream 503; ...``."""
@@ -311,7 +327,7 @@ class RouteWalk:
                                                      "outcome": finish.outcome})
 
 
-# what ``RouteWalk._advance`` does for each kind of element
+# what ``RouteWalk.next`` does on reaching each kind of element
 _ADVANCE: dict[type[Any], Callable[[RouteWalk, Any], None]] = {
     Conditional: RouteWalk._conditional,
     Model: RouteWalk._model,
