@@ -6,10 +6,9 @@ silently in places; we prefer to tell the caller).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,9 +26,10 @@ BACKOFFS = ("constant", "linear", "exponential")
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(slots=True, frozen=True)
-class RequestOptions:
-    metadata: Mapping[str, str | int | float | bool] = field(default_factory=lambda: _NO_METADATA)
+class RequestOptions(NamedTuple):
+    """Immutable (a tuple: built in one step, and one instance can serve every plain request)."""
+
+    metadata: Mapping[str, str | int | float | bool] = _NO_METADATA
     cache_ttl: int | None = None
     skip_cache: bool = False
     cache_key: str | None = None
@@ -97,57 +97,62 @@ def parse_metadata(value: str) -> dict[str, str | int | float | bool]:
     return out
 
 
-# frozen (its metadata a read-only mapping), so one instance serves every plain request
+# immutable (its metadata a read-only mapping), so one instance serves every plain request
 NO_OPTIONS = RequestOptions()
 
-# every header parse_options reads: a request with none of them (most) skips the lookups
-OPTION_HEADERS = frozenset((
-    "cf-aig-metadata", "cf-aig-cache-ttl", "cf-cache-ttl", "cf-aig-skip-cache", "cf-skip-cache",
-    "cf-aig-cache-key", "cf-aig-collect-log", "cf-aig-collect-log-payload", "cf-aig-custom-cost",
-    "cf-aig-request-timeout", "cf-aig-max-attempts", "cf-aig-retry-delay", "cf-aig-backoff",
-    "cf-aig-event-id", "cf-aig-byok-alias"))
+
+def _text(name: str, limit: int) -> Callable[[str], str]:
+    def check(v: str) -> str:
+        if not v or len(v) > limit:
+            raise InvalidHeader(f"{name} must be 1 to {limit} characters")
+        return v
+    return check
 
 
-def parse_options(h: dict[str, str]) -> RequestOptions:
-    """``h`` has lower-cased header names. Without any option header (most requests) the
-    answer is the shared ``NO_OPTIONS``."""
-    if OPTION_HEADERS.isdisjoint(h):
+def _backoff(v: str) -> str:
+    if v not in BACKOFFS:
+        raise InvalidHeader("cf-aig-backoff must be one of constant, linear, exponential")
+    return v
+
+
+# header -> (RequestOptions field, parser of the value, the header that wins over it if both
+# are sent: Cloudflare's older ``cf-*`` names give way to the ``cf-aig-*`` ones)
+_PARSERS: dict[str, tuple[str, Callable[[str], Any], str | None]] = {
+    "cf-aig-metadata": ("metadata", parse_metadata, None),
+    "cf-aig-cache-ttl": ("cache_ttl", _cache_ttl, None),
+    "cf-cache-ttl": ("cache_ttl", _cache_ttl, "cf-aig-cache-ttl"),
+    "cf-aig-skip-cache": ("skip_cache", lambda v: _bool("cf-aig-skip-cache", v), None),
+    "cf-skip-cache": ("skip_cache", lambda v: _bool("cf-aig-skip-cache", v), "cf-aig-skip-cache"),
+    "cf-aig-cache-key": ("cache_key", _text("cf-aig-cache-key", 1024), None),
+    "cf-aig-collect-log": ("collect_log", lambda v: _bool("cf-aig-collect-log", v), None),
+    "cf-aig-collect-log-payload": ("collect_log_payload",
+                                   lambda v: _bool("cf-aig-collect-log-payload", v), None),
+    "cf-aig-custom-cost": ("custom_cost", parse_custom_cost, None),
+    "cf-aig-request-timeout": ("request_timeout_ms",
+                               lambda v: _int("cf-aig-request-timeout", v, 1, 3_600_000), None),
+    "cf-aig-max-attempts": ("max_attempts",
+                            lambda v: _int("cf-aig-max-attempts", v, 1, MAX_ATTEMPTS), None),
+    "cf-aig-retry-delay": ("retry_delay_ms",
+                           lambda v: _int("cf-aig-retry-delay", v, 0, MAX_RETRY_DELAY), None),
+    "cf-aig-backoff": ("backoff", _backoff, None),
+    "cf-aig-event-id": ("event_id", _text("cf-aig-event-id", 200), None),
+    "cf-aig-byok-alias": ("byok_alias", _text("cf-aig-byok-alias", 100), None),
+}
+
+# every header parse_options reads
+OPTION_HEADERS = frozenset(_PARSERS)
+
+
+def parse_options(h: Mapping[str, str]) -> RequestOptions:
+    """``h`` has lower-cased header names. Only the option headers present are looked at;
+    without any (most requests) the answer is the shared ``NO_OPTIONS``. Several bad headers:
+    the first by name is reported."""
+    present = OPTION_HEADERS.intersection(h)
+    if not present:
         return NO_OPTIONS
     o: dict[str, Any] = {}
-    if (v := h.get("cf-aig-metadata")) is not None:
-        o["metadata"] = parse_metadata(v)
-    ttl = h.get("cf-aig-cache-ttl", h.get("cf-cache-ttl"))
-    if ttl is not None:
-        o["cache_ttl"] = _cache_ttl(ttl)
-    skip = h.get("cf-aig-skip-cache", h.get("cf-skip-cache"))
-    if skip is not None:
-        o["skip_cache"] = _bool("cf-aig-skip-cache", skip)
-    if (v := h.get("cf-aig-cache-key")) is not None:
-        if not v or len(v) > 1024:
-            raise InvalidHeader("cf-aig-cache-key must be 1 to 1024 characters")
-        o["cache_key"] = v
-    if (v := h.get("cf-aig-collect-log")) is not None:
-        o["collect_log"] = _bool("cf-aig-collect-log", v)
-    if (v := h.get("cf-aig-collect-log-payload")) is not None:
-        o["collect_log_payload"] = _bool("cf-aig-collect-log-payload", v)
-    if (v := h.get("cf-aig-custom-cost")) is not None:
-        o["custom_cost"] = parse_custom_cost(v)
-    if (v := h.get("cf-aig-request-timeout")) is not None:
-        o["request_timeout_ms"] = _int("cf-aig-request-timeout", v, 1, 3_600_000)
-    if (v := h.get("cf-aig-max-attempts")) is not None:
-        o["max_attempts"] = _int("cf-aig-max-attempts", v, 1, MAX_ATTEMPTS)
-    if (v := h.get("cf-aig-retry-delay")) is not None:
-        o["retry_delay_ms"] = _int("cf-aig-retry-delay", v, 0, MAX_RETRY_DELAY)
-    if (v := h.get("cf-aig-backoff")) is not None:
-        if v not in BACKOFFS:
-            raise InvalidHeader("cf-aig-backoff must be one of constant, linear, exponential")
-        o["backoff"] = v
-    if (v := h.get("cf-aig-event-id")) is not None:
-        if not v or len(v) > 200:
-            raise InvalidHeader("cf-aig-event-id must be 1 to 200 characters")
-        o["event_id"] = v
-    if (v := h.get("cf-aig-byok-alias")) is not None:
-        if not v or len(v) > 100:
-            raise InvalidHeader("cf-aig-byok-alias must be 1 to 100 characters")
-        o["byok_alias"] = v
+    for name in sorted(present) if len(present) > 1 else present:
+        attr, parse, overridden_by = _PARSERS[name]
+        if overridden_by is None or overridden_by not in h:
+            o[attr] = parse(h[name])
     return RequestOptions(**o)

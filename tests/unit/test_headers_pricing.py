@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -20,33 +19,67 @@ def test_defaults() -> None:
     assert o.metadata == {} and o.byok_alias == "default" and o.cache_ttl is None
 
 
-class _Reads(dict):
-    """A header dict that records which names were looked up."""
+# a valid value for every option header, and the field it sets
+_VALID = {
+    "cf-aig-metadata": ('{"user": "u1"}', "metadata", {"user": "u1"}),
+    "cf-aig-cache-ttl": ("120", "cache_ttl", 120),
+    "cf-cache-ttl": ("180", "cache_ttl", 180),
+    "cf-aig-skip-cache": ("true", "skip_cache", True),
+    "cf-skip-cache": ("yes", "skip_cache", True),
+    "cf-aig-cache-key": ("k1", "cache_key", "k1"),
+    "cf-aig-collect-log": ("false", "collect_log", False),
+    "cf-aig-collect-log-payload": ("false", "collect_log_payload", False),
+    "cf-aig-custom-cost": ('{"per_token_in": 1, "per_token_out": 2}', "custom_cost",
+                           parse_custom_cost('{"per_token_in": 1, "per_token_out": 2}')),
+    "cf-aig-request-timeout": ("1500", "request_timeout_ms", 1500),
+    "cf-aig-max-attempts": ("3", "max_attempts", 3),
+    "cf-aig-retry-delay": ("250", "retry_delay_ms", 250),
+    "cf-aig-backoff": ("linear", "backoff", "linear"),
+    "cf-aig-event-id": ("e1", "event_id", "e1"),
+    "cf-aig-byok-alias": ("team-a", "byok_alias", "team-a"),
+}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self.read: set[str] = set()
 
-    def get(self, key, default=None):  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
+def test_every_option_header_is_read() -> None:
+    # parse_options looks only at the headers of OPTION_HEADERS: each must set its field,
+    # alone and among the others, and this table must know every one of them
+    assert set(_VALID) == OPTION_HEADERS
+    for name, (value, attr, expected) in _VALID.items():
+        assert getattr(parse_options({name: value, "authorization": "Bearer x"}), attr) == expected
+    everything = {name: value for name, (value, _, _) in _VALID.items()}
+    o = parse_options(everything)
+    for name, (_, attr, expected) in _VALID.items():
+        if name not in ("cf-cache-ttl", "cf-skip-cache"):  # given way to the cf-aig-* ones
+            assert getattr(o, attr) == expected, name
 
 
-def test_option_headers_lists_every_header_read() -> None:
-    # parse_options skips its lookups when no header of OPTION_HEADERS is present, so a
-    # header it reads but the set misses would be ignored on most requests
-    h = _Reads({"cf-aig-event-id": "e1", "authorization": "Bearer x"})
-    assert parse_options(h).event_id == "e1"
-    assert h.read == OPTION_HEADERS
+@pytest.mark.parametrize("legacy,value,modern,attr", [
+    ("cf-cache-ttl", "120", "cf-aig-cache-ttl", "cache_ttl"),
+    ("cf-skip-cache", "false", "cf-aig-skip-cache", "skip_cache"),
+])
+def test_cf_aig_names_win_over_the_older_ones(legacy: str, value: str, modern: str,
+                                              attr: str) -> None:
+    winner = "600" if attr == "cache_ttl" else "true"
+    expected = 600 if attr == "cache_ttl" else True
+    for headers in ({legacy: value, modern: winner}, {modern: winner, legacy: value},
+                    {legacy: "not valid", modern: winner}):  # the loser is not even checked
+        assert getattr(parse_options(headers), attr) == expected
+
+
+def test_several_bad_headers_report_the_first_by_name() -> None:
+    bad = {"cf-aig-retry-delay": "-1", "cf-aig-backoff": "random", "cf-aig-max-attempts": "9"}
+    with pytest.raises(InvalidHeader) as ei:
+        parse_options(bad)
+    assert "cf-aig-backoff" in ei.value.message
 
 
 def test_requests_without_option_headers_get_defaults() -> None:
-    h = _Reads({"authorization": "Bearer x", "cf-aig-authorization": "Bearer y",
-                "content-type": "application/json"})
+    h = {"authorization": "Bearer x", "cf-aig-authorization": "Bearer y",
+         "content-type": "application/json"}
     o = parse_options(h)
-    assert o == parse_options({}) and o.collect_log is None and o.metadata == {}
+    assert o is parse_options({}) and o.collect_log is None and o.metadata == {}
     # one shared instance, which is why it cannot be changed
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         o.collect_log = False  # type: ignore[misc]
     with pytest.raises(TypeError):
         o.metadata["k"] = "v"  # type: ignore[index]
