@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from crossroads.errors import ProviderHTTPError, UpstreamError
 
@@ -21,8 +20,9 @@ T = TypeVar("T")
 RETRY_AFTER_CAP = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
+    """Immutable; a tuple, so that making one per route model step costs little."""
+
     max_attempts: int = 1
     delay_ms: int = 0
     backoff: str = "constant"

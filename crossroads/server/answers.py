@@ -185,15 +185,16 @@ async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
     else:
         req = adapter.chat_request(body, model, creds, base, caller)
     stream = kind == "chat" and bool(body.get("stream"))
-
-    async def attempt(timeout: float | None) -> UpstreamResponse:
-        return await call.rt.upstream.open(req, timeout)
-
     sent_at = time.perf_counter()
     try:
         if policy.max_attempts == 1:  # the common case: one try, nothing to schedule
             resp = await call.rt.upstream.open(req, policy.timeout_for(0))
         else:
+            upstream = call.rt.upstream
+
+            async def attempt(timeout: float | None) -> UpstreamResponse:
+                return await upstream.open(req, timeout)
+
             resp = await with_retries(attempt, policy, call.rt.clock)
     except ProviderHTTPError as err:
         return ProviderErrorAnswer(slug, model, err, adapter.error_body(err.status, err.body))

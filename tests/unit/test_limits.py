@@ -87,3 +87,25 @@ def test_remaining_and_reset(technique: str) -> None:
     assert adm.admitted and adm.remaining == pytest.approx(4 if technique == "fixed" else 4,
                                                            abs=1)
     assert adm.reset_after == pytest.approx(50.0)
+
+
+@given(st.lists(st.tuples(st.floats(min_value=0, max_value=5), st.integers(1, 3)),
+                min_size=1, max_size=40),
+       st.sampled_from(["fixed", "sliding"]), st.sampled_from([1, 7, 60, 0.5]),
+       st.floats(min_value=1e9, max_value=2e9))
+def test_hit_agrees_with_window_math(steps: list[tuple[float, int]], technique: str,
+                                     window: float, t0: float) -> None:
+    # ``hit`` writes out ``window_math`` for speed: each admission must be the one
+    # ``window_math`` gives on the same stored totals (and budgets' ``check_spent`` use)
+    c = MemoryCounters()
+    now, limit = t0, 5.0
+    for gap, amount in steps:
+        now += gap
+        used, reset = window_math(c._pair("k", window, now)[1], window, technique, now)
+        adm = run(c.hit("k", amount, limit, window, technique, now))
+        assert adm.admitted == (used + amount <= limit + 1e-9)
+        assert adm.reset_after == reset
+        assert adm.remaining == max(limit - used - (amount if adm.admitted else 0), 0.0)
+        spent = run(c.check_spent("k", limit, window, technique, now))  # reads what hit wrote
+        assert spent.remaining == pytest.approx(
+            max(limit - used - (amount if adm.admitted else 0), 0.0), abs=1e-9)
