@@ -256,6 +256,11 @@ def test_the_compiled_row_conversion_matches_the_column_by_column_one(
         records = [{c: r.get(c) for c in _LOG_COLUMNS} for r in records]
     assert shaper.values(records) == [_reference_row(r, _LOG_COLUMNS, _SQLITE_LOG_FIX)
                                       for r in records]
+    # what the writer queues (row and shape made in one pass) is the row split afterwards
+    for r in records:
+        reference = _reference_row(r, _LOG_COLUMNS, _SQLITE_LOG_FIX)
+        shape = tuple(v is not None for v in reference)
+        assert shaper.prepare(r) == (shape, tuple(v for v in reference if v is not None))
 
 
 @given(st.datetimes(timezones=st.just(dt.UTC)))
@@ -263,3 +268,19 @@ def test_utc_timestamps_take_the_short_way_to_the_same_text(value: dt.datetime) 
     assert sqlite_timestamp(value) == value.replace(tzinfo=None).isoformat(" ", "microseconds")
     assert sqlite_timestamp(value.astimezone(dt.timezone(dt.timedelta(hours=5)))
                             ) == sqlite_timestamp(value)
+
+
+@given(st.datetimes(timezones=st.just(dt.UTC)),
+       st.lists(st.integers(0, 2_500_000), min_size=1, max_size=20))
+def test_timestamps_of_one_second_and_the_next_share_nothing_stale(
+        start: dt.datetime, steps_us: list[int]) -> None:
+    # the text up to the second is reused while the second is the same: a run of nearby
+    # times, within and across seconds (and back), must each read as its own isoformat
+    value = start
+    for step in steps_us:
+        try:
+            value = value + dt.timedelta(microseconds=step if step % 3 else -step)
+        except OverflowError:
+            continue
+        assert sqlite_timestamp(value) == value.replace(tzinfo=None).isoformat(
+            " ", "microseconds")
