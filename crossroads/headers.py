@@ -75,6 +75,9 @@ def _cache_ttl(value: str) -> int:
                         f"and {CACHE_TTL_MAX} seconds, got '{value.strip()[:50]}'")
 
 
+_SCALARS = frozenset((str, int, float, bool))
+
+
 def parse_metadata(value: str) -> dict[str, str | int | float | bool]:
     """Flat JSON object, at most 5 entries kept (the first five, as Cloudflare), values
     string/number/boolean; ``cf.``-prefixed keys are reserved and dropped."""
@@ -84,9 +87,15 @@ def parse_metadata(value: str) -> dict[str, str | int | float | bool]:
         raise InvalidHeader("cf-aig-metadata must be a JSON object") from None
     if not isinstance(obj, dict):
         raise InvalidHeader("cf-aig-metadata must be a JSON object")
+    if len(obj) <= MAX_METADATA:
+        for key, val in obj.items():
+            if type(val) not in _SCALARS or key.startswith("cf."):
+                break
+        else:
+            return obj  # the usual header: nothing to drop, kept as sent
     out: dict[str, str | int | float | bool] = {}
     for key, val in obj.items():
-        if isinstance(val, dict | list):
+        if isinstance(val, (dict, list)):  # noqa: UP038 (a tuple: no union object per call)
             raise InvalidHeader(f"cf-aig-metadata must be flat: '{key}' is an object or array")
         if val is None:
             continue
@@ -117,7 +126,7 @@ def _backoff(v: str) -> str:
 
 # header -> (RequestOptions field, parser of the value, the header that wins over it if both
 # are sent: Cloudflare's older ``cf-*`` names give way to the ``cf-aig-*`` ones)
-_PARSERS: dict[str, tuple[str, Callable[[str], Any], str | None]] = {
+_FIELDS: dict[str, tuple[str, Callable[[str], Any], str | None]] = {
     "cf-aig-metadata": ("metadata", parse_metadata, None),
     "cf-aig-cache-ttl": ("cache_ttl", _cache_ttl, None),
     "cf-cache-ttl": ("cache_ttl", _cache_ttl, "cf-aig-cache-ttl"),
@@ -139,6 +148,10 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any], str | None]] = {
     "cf-aig-byok-alias": ("byok_alias", _text("cf-aig-byok-alias", 100), None),
 }
 
+# the same with the field's position in RequestOptions (parse_options fills a list)
+_PARSERS = {name: (RequestOptions._fields.index(attr), parse, over)
+            for name, (attr, parse, over) in _FIELDS.items()}
+
 # every header parse_options reads
 OPTION_HEADERS = frozenset(_PARSERS)
 
@@ -150,9 +163,9 @@ def parse_options(h: Mapping[str, str]) -> RequestOptions:
     present = OPTION_HEADERS.intersection(h)
     if not present:
         return NO_OPTIONS
-    o: dict[str, Any] = {}
+    values = list(NO_OPTIONS)
     for name in sorted(present) if len(present) > 1 else present:
-        attr, parse, overridden_by = _PARSERS[name]
+        index, parse, overridden_by = _PARSERS[name]
         if overridden_by is None or overridden_by not in h:
-            o[attr] = parse(h[name])
-    return RequestOptions(**o)
+            values[index] = parse(h[name])
+    return RequestOptions._make(values)

@@ -107,14 +107,17 @@ def test_cache_ttl_zero_and_bounds_accepted() -> None:
     assert parse_options({"cf-cache-ttl": "2592000"}).cache_ttl == 2592000
 
 
-@given(st.dictionaries(st.text(min_size=1, max_size=8),
+@given(st.dictionaries(st.one_of(st.text(min_size=1, max_size=8),
+                                 st.text(max_size=4).map(lambda t: "cf." + t)),
                        st.one_of(st.text(max_size=5), st.integers(), st.booleans(),
-                                 st.floats(allow_nan=False, allow_infinity=False)),
+                                 st.floats(allow_nan=False, allow_infinity=False),
+                                 st.none()),
                        max_size=9))
 def test_metadata_keeps_first_five_non_reserved(meta: dict) -> None:
     out = parse_metadata(json.dumps(meta))
-    expected = [k for k in meta if not k.startswith("cf.")][:5]
+    expected = [k for k, v in meta.items() if not k.startswith("cf.") and v is not None][:5]
     assert list(out) == expected
+    assert all(out[k] == meta[k] for k in out)
 
 
 def test_metadata_nested_is_refused() -> None:
