@@ -8,6 +8,7 @@ element's ``timeout`` applies to every try (so a fallback is reached), its ``ret
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 from crossroads.attempts import RetryPolicy
@@ -58,12 +59,14 @@ def _settle(rt: Any, counters: Any, key: str, cost: float, window: float, techni
     rt.spawn(add())
 
 
-async def _call_model(call: Call, body: dict[str, Any], step: CallModel) -> Answer:
+def _call_model(call: Call, body: dict[str, Any], step: CallModel
+                ) -> Coroutine[Any, Any, Answer]:
+    """The model step's call, as the coroutine to await (no wrapper coroutine)."""
     base = call.policy()
     policy = RetryPolicy(max_attempts=step.retries + 1, delay_ms=base.delay_ms,
                          backoff=base.backoff, timeout_ms=step.timeout_ms or None,
                          final_attempt_waits=False)
-    return await open_chat(call, body, step.provider, step.model, policy)
+    return open_chat(call, body, step.provider, step.model, policy)
 
 
 async def open_route(plane: Any, call: Call, body: dict[str, Any], raw: bytes,
