@@ -63,31 +63,43 @@ STATEMENTS = 256
 # -- converting a record's values to what the logs table stores on SQLite -------------------
 
 
-_SECOND = dt.timedelta(seconds=1)
-_LAST_WHOLE_SECOND = dt.datetime.max.replace(microsecond=0, tzinfo=dt.UTC)
-# the second of the last UTC timestamp formatted: (its start, its end, "YYYY-MM-DD HH:MM:SS.");
-# one tuple, replaced whole, so any thread may read it
-_last_second: tuple[dt.datetime, dt.datetime, str] = (
-    dt.datetime.max.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC), "")
-
-
 def sqlite_timestamp(value: dt.datetime) -> str:
     """As SQLAlchemy stores a DateTime on SQLite: naive UTC, microseconds."""
-    global _last_second
-    if value.tzinfo is dt.UTC:  # the usual case
-        # ``isoformat`` formats through printf (~13,000 instructions); the text up to the
-        # second is the same for all the records of a second: only the microseconds change
-        last = _last_second
+    if value.tzinfo is dt.UTC:  # the usual case: ISO text without its "+00:00"
+        return value.isoformat(" ", "microseconds")[:26]
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+_SECOND = dt.timedelta(seconds=1)
+_LAST_WHOLE_SECOND = dt.datetime.max.replace(microsecond=0, tzinfo=dt.UTC)
+
+
+class TimestampText:
+    """``sqlite_timestamp`` for a run of records: ``isoformat`` formats through printf
+    (~13,000 instructions), while the text up to the second is the same for all the records
+    of a second, so for UTC times that text is kept and only the microseconds formatted."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        # the last second formatted: (its start, its end, "YYYY-MM-DD HH:MM:SS."); one tuple,
+        # replaced whole, so any thread may read it
+        self._last: tuple[dt.datetime, dt.datetime, str] = (
+            dt.datetime.max.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC), "")
+
+    def text(self, value: dt.datetime) -> str:
+        if value.tzinfo is not dt.UTC:
+            return sqlite_timestamp(value)
+        last = self._last
         if not last[0] <= value < last[1]:
             start = value.replace(microsecond=0)
             prefix = start.isoformat(" ")[:19] + "."
             if start >= _LAST_WHOLE_SECOND:  # no end to that second: not kept
                 return prefix + str(value.microsecond).zfill(6)
-            last = _last_second = (start, start + _SECOND, prefix)
+            last = self._last = (start, start + _SECOND, prefix)
         return last[2] + str(value.microsecond).zfill(6)
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
 
 
 # how a column's value is stored: "timestamp" (naive UTC text, as SQLAlchemy writes a DateTime),
@@ -114,15 +126,17 @@ def _column_expression(i: int, get: str, default: Any, conversion: str | None) -
     return get
 
 
-def _compile(source: str, name: str, fixes: Sequence[Fix]) -> Callable[..., Any]:
-    namespace: dict[str, Any] = {"_timestamp": sqlite_timestamp}
+def _compile(source: str, name: str, fixes: Sequence[Fix],
+             timestamp: Callable[[dt.datetime], str]) -> Callable[..., Any]:
+    namespace: dict[str, Any] = {"_timestamp": timestamp}
     for i, default, _ in fixes:
         namespace[f"_default_{i}"] = default
     exec(compile(source, f"<{name}>", "exec"), namespace)
     return namespace["f"]  # type: ignore[no-any-return]
 
 
-def _row_function(columns: Sequence[str], fixes: Sequence[Fix], lenient: bool
+def _row_function(columns: Sequence[str], fixes: Sequence[Fix], lenient: bool,
+                  timestamp: Callable[[dt.datetime], str] = sqlite_timestamp
                   ) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """A function turning one record into its row: every column read, a NULL in a NOT NULL
     column replaced, values converted, in one tuple expression. Compiled from source built
@@ -134,10 +148,11 @@ def _row_function(columns: Sequence[str], fixes: Sequence[Fix], lenient: bool
                                 *fix.get(i, (None, None)))
              for i, column in enumerate(columns)]
     source = "def f(r):\n    return (" + ",\n            ".join(parts) + ",)\n"
-    return _compile(source, f"log row: {len(columns)} columns", fixes)
+    return _compile(source, f"log row: {len(columns)} columns", fixes, timestamp)
 
 
-def _prepare_function(columns: Sequence[str], fixes: Sequence[Fix]
+def _prepare_function(columns: Sequence[str], fixes: Sequence[Fix],
+                      timestamp: Callable[[dt.datetime], str] = sqlite_timestamp
                       ) -> Callable[[dict[str, Any]], tuple[tuple[bool, ...], tuple[Any, ...]]]:
     """Like ``_row_function`` (strict), but the function also returns the row's shape (which
     columns are not NULL), tested in the same pass; a column that can never be NULL (one with
@@ -154,7 +169,7 @@ def _prepare_function(columns: Sequence[str], fixes: Sequence[Fix]
     values = ", ".join(f"v{i}" for i in range(len(columns)))
     source = ("def f(r):\n" + "\n".join(lines)
               + f"\n    return ({', '.join(shape)},), ({values},)\n")
-    return _compile(source, f"log row and shape: {len(columns)} columns", fixes)
+    return _compile(source, f"log row and shape: {len(columns)} columns", fixes, timestamp)
 
 
 Shape = tuple[bool, ...]  # which columns of a row are not NULL
@@ -185,9 +200,10 @@ class RowShaper:
             if name is not None and name not in CONVERSIONS:
                 raise ValueError(f"unknown conversion '{name}'")
         self._nones = (None,) * len(self.columns)
-        self._row = _row_function(self.columns, fixes, lenient=False)
-        self._row_lenient = _row_function(self.columns, fixes, lenient=True)
-        self._prepare = _prepare_function(self.columns, fixes)
+        stamp = TimestampText().text  # this shaper's rows keep their second's text
+        self._row = _row_function(self.columns, fixes, lenient=False, timestamp=stamp)
+        self._row_lenient = _row_function(self.columns, fixes, lenient=True, timestamp=stamp)
+        self._prepare = _prepare_function(self.columns, fixes, timestamp=stamp)
         # per shape: the shape itself (one object for all the rows of that shape, so grouping
         # them compares by identity) and its taker
         self._takers: dict[Shape, tuple[Shape, Taker]] = {}

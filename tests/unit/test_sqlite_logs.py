@@ -25,6 +25,7 @@ from crossroads.store.sqlite_logs import (
     STATEMENT_ROWS,
     RowShaper,
     SQLiteLogWriter,
+    TimestampText,
     _lagging,
     sqlite_timestamp,
 )
@@ -265,9 +266,10 @@ def test_the_compiled_row_conversion_matches_the_column_by_column_one(
 
 @given(st.datetimes(timezones=st.just(dt.UTC)))
 def test_utc_timestamps_take_the_short_way_to_the_same_text(value: dt.datetime) -> None:
-    assert sqlite_timestamp(value) == value.replace(tzinfo=None).isoformat(" ", "microseconds")
-    assert sqlite_timestamp(value.astimezone(dt.timezone(dt.timedelta(hours=5)))
-                            ) == sqlite_timestamp(value)
+    stamps = TimestampText()
+    for text in (sqlite_timestamp, stamps.text):
+        assert text(value) == value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        assert text(value.astimezone(dt.timezone(dt.timedelta(hours=5)))) == text(value)
 
 
 @given(st.datetimes(timezones=st.just(dt.UTC)),
@@ -276,11 +278,12 @@ def test_timestamps_of_one_second_and_the_next_share_nothing_stale(
         start: dt.datetime, steps_us: list[int]) -> None:
     # the text up to the second is reused while the second is the same: a run of nearby
     # times, within and across seconds (and back), must each read as its own isoformat
+    stamps = TimestampText()
     value = start
     for step in steps_us:
         try:
             value = value + dt.timedelta(microseconds=step if step % 3 else -step)
         except OverflowError:
             continue
-        assert sqlite_timestamp(value) == value.replace(tzinfo=None).isoformat(
+        assert stamps.text(value) == value.replace(tzinfo=None).isoformat(
             " ", "microseconds")
