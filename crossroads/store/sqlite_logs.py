@@ -30,8 +30,8 @@ against ~1 ms with logging off). Now:
   threads; they share one connection, one batch at a time.)
 
 A batch is one transaction, stored once ``insert`` returns; a failure raises, so
-``LogWriter`` keeps the batch and retries it (inserts are idempotent: ``ON CONFLICT (id) DO
-NOTHING``).
+``LogWriter`` keeps the batch and retries it (inserts are idempotent: ``INSERT OR IGNORE``
+skips an id already stored).
 """
 
 from __future__ import annotations
@@ -258,13 +258,22 @@ class RowShaper:
         return self.group(map(self.split, rows), into)
 
     def sql(self, shape: Shape, rows: int = 1) -> str:
-        """The INSERT for rows of ``shape``: ``rows`` rows in one statement (VALUES lists)."""
+        """The INSERT for rows of ``shape``: ``rows`` rows in one statement (VALUES lists).
+
+        ``OR IGNORE`` rather than ``ON CONFLICT (id) DO NOTHING``: both skip an id already
+        stored (a retried batch), but a statement that could abort half-way (any other
+        constraint failing) needs a statement journal, which SQLite keeps in memory only up
+        to 64 KiB and then spills to a temporary file (open, writes, unlink in /var/tmp)
+        for each statement of ``STATEMENT_ROWS`` rows. With ``OR IGNORE`` no statement can
+        abort, so there is no statement journal: 3 writes a row fewer, ~1 µs of system time
+        a row less (measured). No other constraint can fail here: the row's NOT NULL
+        columns are filled in (``Fix``) before it is queued."""
         sql = self._sql.get((shape, rows))
         if sql is None:
             names = list(itertools.compress(self.columns, shape))
             one = f"({', '.join('?' for _ in names)})"
-            sql = (f"INSERT INTO logs ({', '.join(names)}) VALUES "
-                   f"{', '.join([one] * rows)} ON CONFLICT (id) DO NOTHING")
+            sql = (f"INSERT OR IGNORE INTO logs ({', '.join(names)}) VALUES "
+                   f"{', '.join([one] * rows)}")
             if len(self._sql) < 1024:
                 self._sql[(shape, rows)] = sql
         return sql

@@ -83,7 +83,7 @@ def test_null_columns_are_left_out_and_values_converted() -> None:
     more = shaper.groups(shaper.values([{"id": "d", "flag": False, "body": b"y"}]), groups)
     assert more is groups and groups[(True, True, True, False)][1] == ("d", 0, bytearray(b"y"))
     assert shaper.sql((True, True, True, False)) == (
-        "INSERT INTO logs (id, flag, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING")
+        "INSERT OR IGNORE INTO logs (id, flag, body) VALUES (?, ?, ?)")
 
 
 def _writer(store: SQLStore) -> SQLiteLogWriter:
