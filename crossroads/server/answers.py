@@ -113,6 +113,10 @@ class ChatAnswer(Answer):
         return parsed
 
     async def _stream(self, call: Call, out: Responder) -> None:
+        """Each piece is sent as soon as it is translated (a token is never held back until
+        the next one arrives); the stream ends with what the translator's ``close`` adds.
+        An answer that had fully arrived with its first bytes (short answers, fast
+        providers) is sent in one piece."""
         tr = self.translator
         assert tr is not None
         cap = call.rt.settings.log_body_cap
@@ -123,18 +127,25 @@ class ChatAnswer(Answer):
                         + [server_timing(call, self.sent_at)])
         try:
             data = tr.feed(self.resp.first)
-            async for chunk in self.resp.chunks():
-                if data:
-                    await out.body(data)
-                    if kept_len < cap:
-                        kept.append(data)
-                        kept_len += len(data)
-                    if whole is not None:
-                        whole.append(data)
-                data = tr.feed(chunk)
+            if not self.resp.complete:
+                next_chunk = self.resp.chunks().__anext__
+                while True:
+                    if data:
+                        await out.body(data)
+                        if kept_len < cap:
+                            kept.append(data)
+                            kept_len += len(data)
+                        if whole is not None:
+                            whole.append(data)
+                        data = b""
+                    try:
+                        chunk = await next_chunk()
+                    except StopAsyncIteration:
+                        break
+                    data = tr.feed(chunk)
             data += tr.close()
         except UpstreamError as exc:
-            if data:
+            if data:  # translated before the failure, not sent yet
                 await out.body(data)
             account_usage(call, self.provider, self.model, tr.usage)
             await out.error(exc)

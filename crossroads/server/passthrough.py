@@ -45,9 +45,19 @@ def model_of(body: bytes, path: str) -> str:
 
 class NativeAnswer(Answer):
     def __init__(self, provider: str, model: str, resp: UpstreamResponse,
-                 observer: NativeObserver) -> None:
+                 observer: NativeObserver, method: str = "POST") -> None:
         self.provider, self.model, self.resp, self.observer = provider, model, resp, observer
         self.cache_fill: Any = None  # set by the cache layer: callable(CachedAnswer)
+        # an answer that has no body: passed on as it came (no content-length of our own)
+        self.bodyless = method == "HEAD" or resp.status in (204, 304)
+
+    def _fill(self, body: bytes) -> None:
+        """Hand a complete 200 answer to the cache layer (if it asked for it)."""
+        if self.cache_fill is not None and self.resp.status == 200:
+            obs = self.observer
+            self.cache_fill(CachedAnswer(
+                200, self.resp.content_type, body, self.provider, obs.model or self.model,
+                obs.usage.prompt_tokens, obs.usage.completion_tokens))
 
     def close(self) -> None:
         self.resp.close()
@@ -59,34 +69,40 @@ class NativeAnswer(Answer):
         obs = self.observer
         whole: list[bytes] | None = [] if self.cache_fill is not None else None
         try:
-            await out.start(self.resp.status, call.base_headers() + self.resp.forward_headers())
+            headers = call.base_headers() + self.resp.forward_headers()
             data = self.resp.first
-            try:
-                async for chunk in self.resp.chunks():
-                    obs.feed(data)
-                    await out.body(data)
-                    if kept_len < cap:
-                        kept.append(data)
-                        kept_len += len(data)
-                    if whole is not None:
-                        whole.append(data)
-                    data = chunk
-            except UpstreamError as exc:
+            if self.resp.complete and not self.bodyless:  # all in (most non-streamed ones)
                 obs.feed(data)
-                await out.body(data, more=False)
-                account_usage(call, self.provider, obs.model or self.model, obs.usage)
-                call.finish(status=self.resp.status, success=False, error=exc.message)
-                return
-            obs.feed(data)
-            obs.close()
-            kept.append(data)
-            if whole is not None and self.resp.status == 200:
-                whole.append(data)
-                self.cache_fill(CachedAnswer(
-                    200, self.resp.content_type, b"".join(whole), self.provider,
-                    obs.model or self.model, obs.usage.prompt_tokens,
-                    obs.usage.completion_tokens))
-            await out.body(data, more=False)
+                obs.close()
+                kept.append(data)
+                self._fill(data)
+                await out.whole(self.resp.status, headers, data)
+            else:  # relayed as it arrives: nothing held back until the next piece
+                await out.start(self.resp.status, headers)
+                next_chunk = self.resp.chunks().__anext__
+                try:
+                    while True:
+                        obs.feed(data)
+                        await out.body(data)
+                        if kept_len < cap:
+                            kept.append(data)
+                            kept_len += len(data)
+                        if whole is not None:
+                            whole.append(data)
+                        try:
+                            data = await next_chunk()
+                        except StopAsyncIteration:
+                            break
+                except UpstreamError as exc:
+                    await out.body(b"", more=False)
+                    account_usage(call, self.provider, obs.model or self.model, obs.usage)
+                    call.record["response_body"] = b"".join(kept)[:cap]
+                    call.finish(status=self.resp.status, success=False, error=exc.message)
+                    return
+                obs.close()
+                if whole is not None:
+                    self._fill(b"".join(whole))
+                await out.body(b"", more=False)
         finally:
             self.resp.release()
         model = obs.model or self.model
@@ -123,7 +139,8 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
             resp = await with_retries(attempt, policy, call.rt.clock)
         except ProviderHTTPError as err:
             return ProviderErrorAnswer(slug, model, err, err.body)
-        return NativeAnswer(slug, model, resp, adapter.native_observer(path, req.stream))
+        return NativeAnswer(slug, model, resp, adapter.native_observer(path, req.stream),
+                            method)
 
     if plane is None or method != "POST":
         return await opener()

@@ -5,7 +5,8 @@ real wire format: chat.completion JSON, chat.completion.chunk SSE with a usage c
 A test scripts what comes next with ``state.queue`` (a list of behaviours, consumed in order;
 when empty the default answer is served): ``Reply(...)`` answers, ``Fail(status)`` returns an
 error, ``Hang()`` waits until the test releases it, ``Reset()`` drops the connection,
-``Cut(n)`` streams n chunks then drops the connection.
+``Cut(n)`` streams n chunks then drops the connection, ``Pace(n)`` streams n chunks then waits
+until the test releases it before sending the rest.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class Reset:
 
 @dataclass
 class Cut:
+    chunks: int = 1
+
+
+@dataclass
+class Pace:
     chunks: int = 1
 
 
@@ -158,6 +164,12 @@ async def _chat(request: web.Request) -> web.StreamResponse:
             await resp.write(ev)
         request.transport.close()  # type: ignore[union-attr]
         return resp
+    if isinstance(behaviour, Pace):
+        for ev in events[: behaviour.chunks]:
+            await resp.write(ev)
+        while not state.release.is_set():
+            await asyncio.sleep(0.01)
+        events = events[behaviour.chunks:]
     for ev in events:
         await resp.write(ev)
     await resp.write_eof()
