@@ -79,10 +79,16 @@ class StandinServer:
             self.thread.run(self._runner.cleanup())
 
 
+# the HTTP protocol ``crossroads serve`` runs (uvicorn's httptools one, writing a whole
+# answer's head and body at once); tests may run uvicorn's own ("httptools") instead
+SERVE_HTTP = "crossroads.server.http_protocol:HttpProtocol"
+
+
 class RunningGateway:
     def __init__(self, thread: ServerThread, data_dir: Path, env: dict[str, str],
-                 **runtime_kw: Any) -> None:
+                 http: str = SERVE_HTTP, **runtime_kw: Any) -> None:
         self.thread = thread
+        self.http = http
         env = dict(env)
         env.setdefault("CROSSROADS_ADMIN_TOKEN", ADMIN_TOKEN)
         self.settings = load_settings(env=env, data_dir=data_dir)
@@ -98,7 +104,7 @@ class RunningGateway:
         sock = free_socket()
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, lifespan="off", log_level="warning",
-                                access_log=False, loop="asyncio", http="httptools")
+                                access_log=False, loop="asyncio", http=self.http)
         self._server = uvicorn.Server(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve([sock]))
         while not self._server.started:

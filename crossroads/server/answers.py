@@ -124,7 +124,7 @@ class ChatAnswer(Answer):
         kept_len = 0
         whole: list[bytes] | None = [] if self.cache_fill is not None else None
         await out.start(200, call.base_headers() + SSE_HEADERS
-                        + [server_timing(call, self.sent_at)])
+                        + [server_timing(call, self.sent_at)], hold=self.resp.complete)
         try:
             data = tr.feed(self.resp.first)
             if not self.resp.complete:

@@ -35,12 +35,13 @@ from crossroads.runtime import Runtime
 from crossroads.server.answers import Answer, CacheHitAnswer, open_chat, relay_guarded
 from crossroads.server.call import Call, authenticate, new_record
 from crossroads.server.passthrough import open_native
-from crossroads.server.respond import Responder
+from crossroads.server.respond import HOLD_HEAD, Responder
 from crossroads.server.route_exec import open_route
 from crossroads.server.universal import universal
 
 log = logging.getLogger("crossroads")
 
+_NO_EXTENSIONS: dict[str, Any] = {}
 DEFAULT_KEYED_CACHE_TTL = 300  # cf-aig-cache-key without any TTL: 5 minutes, as Cloudflare
 
 
@@ -92,7 +93,7 @@ class DataPlane:
         self._sweep: DisconnectSweep | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        out = Responder(send)
+        out = Responder(send, scope.get("extensions", _NO_EXTENSIONS).get(HOLD_HEAD))
         loop = asyncio.get_running_loop()
         sweep = self._sweep
         if sweep is None or sweep.loop is not loop:

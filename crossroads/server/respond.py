@@ -11,6 +11,9 @@ from crossroads.errors import GatewayError
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON_CT = (b"content-type", b"application/json")
+# scope["extensions"] key a server may offer (crossroads.server.http_protocol): called just
+# before an answer's start when its body follows at once, the head is sent with the body
+HOLD_HEAD = "crossroads.hold_head"
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
@@ -39,20 +42,25 @@ def stream_error_event(exc: GatewayError) -> bytes:
 class Responder:
     """Tracks what was sent so an error after the start is reported in-band."""
 
-    __slots__ = ("_send", "started", "status", "extra_headers", "finished")
+    __slots__ = ("_send", "_hold", "started", "status", "extra_headers", "finished")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, hold: Callable[[], None] | None = None) -> None:
         self._send = send
+        self._hold = hold  # the server's HOLD_HEAD extension, if it has one
         self.started = False
         self.finished = False
         self.status = 0
         self.extra_headers: list[tuple[bytes, bytes]] = []
 
-    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]],
+                    hold: bool = False) -> None:
+        """``hold``: the first body bytes follow at once (the head may wait for them)."""
         self.started = True
         self.status = status
         if self.extra_headers:
             headers = headers + self.extra_headers
+        if hold and self._hold is not None:
+            self._hold()
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, more: bool = True) -> None:
@@ -67,6 +75,8 @@ class Responder:
             headers = headers + self.extra_headers
         self.started = self.finished = True
         self.status = status
+        if self._hold is not None:
+            self._hold()
         send = self._send
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -30,7 +30,8 @@ def serve(settings: Settings) -> None:
           f"(account '{settings.account_id}', gateway 'default', {settings.workers} worker(s))",
           flush=True)
     uvicorn.run("crossroads.server.serve:worker_app", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers, loop="uvloop", http="httptools",
+                port=settings.port, workers=settings.workers, loop="uvloop",
+                http="crossroads.server.http_protocol:HttpProtocol",
                 lifespan="on", access_log=False, log_level="warning", proxy_headers=False,
                 server_header=False, timeout_graceful_shutdown=10)
 

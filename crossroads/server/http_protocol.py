@@ -1,0 +1,98 @@
+"""uvicorn's httptools protocol, sending a whole answer's head and body in one write.
+
+uvicorn writes an answer's status line and headers to the socket as soon as the app sends
+``http.response.start``, and its body when the next message comes: two ``write`` calls, two
+TCP segments and two wake-ups of the client, for an answer whose body was ready at the same
+moment (most answers: JSON, errors, cache hits). Here each request cycle writes through a
+``HeadAndBody`` instead of the transport itself; the app, just before it sends the start of
+such an answer, calls the ``crossroads.hold_head`` scope extension, and the head is then kept
+and sent together with the first body bytes. The end of the response sends whatever is still
+kept (an answer to ``HEAD`` has no body write), so nothing can stay behind.
+
+The app works without the extension (another ASGI server, or uvicorn's own protocol): it then
+just does not ask. Measured in docs/performance.md (one write syscall and one TCP segment less
+per answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from crossroads.server.respond import HOLD_HEAD
+
+
+class HeadAndBody:
+    """What a request cycle writes through: a write made after ``hold()`` (the answer's head)
+    is kept and sent with the next one. One per connection (its cycles run one at a time)."""
+
+    __slots__ = ("_transport", "_held", "_holding")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+        self._holding = False
+
+    def hold(self) -> None:
+        """Keep the next write until the one after it (or the end of the response)."""
+        self._holding = True
+
+    def write(self, data: bytes) -> None:
+        if self._holding:
+            self._holding = False
+            self._held = data
+            return
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) > 65536:  # a large body is not copied to be joined
+                self._transport.writelines((held, data))
+                return
+            data = held + data
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        """Send what is kept, if anything (the end of a response, or the connection's)."""
+        self._holding = False
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:  # anything else a cycle may use: the transport's
+        return getattr(self._transport, name)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` whose request cycles write through a ``HeadAndBody``."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_and_body = HeadAndBody(transport)
+        self._extensions = {HOLD_HEAD: self._head_and_body.hold}
+
+    def on_headers_complete(self) -> None:
+        previous = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not previous and cycle is not None:  # a new request (not an upgrade)
+            # the cycle's task has been created, not run: it writes through ours from the start
+            cycle.transport = self._head_and_body  # type: ignore[assignment]
+            scope: Any = self.scope
+            extensions = scope.get("extensions")
+            scope["extensions"] = (self._extensions if extensions is None
+                                   else {**extensions, **self._extensions})
+
+    def on_response_complete(self) -> None:
+        self._head_and_body.flush()
+        super().on_response_complete()
