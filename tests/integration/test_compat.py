@@ -351,3 +351,19 @@ def test_refused_headers_and_bodies_are_logged(gateway_factory, openai_up: Stand
     rows = gw.logs()
     assert [(r["status_code"], r["success"]) for r in rows] == [(400, False), (413, False)]
     assert "cf-aig-metadata" in rows[0]["error"] and "limit" in rows[1]["error"]
+
+
+def test_revoked_token_is_refused_on_its_next_request(gateway: RunningGateway) -> None:
+    """The digest of a presented token is remembered; whether it is valid is not."""
+    admin = {"Authorization": f"Bearer {gateway.admin_token}"}
+    base = f"{gateway.api}/accounts/{gateway.settings.account_id}/ai-gateway/gateways/default"
+    made = httpx.post(f"{base}/tokens", json={"name": "short-lived"}, headers=admin).json()
+    c = client(gateway, made["result"]["token"])
+    r = c.chat.completions.create(model="openai/gpt-4o-mini",
+                                  messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content
+    gone = httpx.delete(f"{base}/tokens/{made['result']['id']}", headers=admin)
+    assert gone.status_code == 200
+    with pytest.raises(openai.AuthenticationError):
+        c.chat.completions.create(model="openai/gpt-4o-mini",
+                                  messages=[{"role": "user", "content": "hi"}])
