@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from crossroads.errors import ProviderHTTPError, UpstreamError
 
@@ -53,7 +53,7 @@ def merge_policy(step: dict | None, header_attempts: int | None, header_delay: i
                  gateway: dict) -> RetryPolicy:
     step = step or {}
 
-    def pick(step_key: str, header: object, gw_key: str, default: object) -> object:
+    def pick(step_key: str, header: object, gw_key: str, default: object) -> Any:
         if step.get(step_key) is not None:
             return step[step_key]
         if header is not None:
@@ -66,7 +66,7 @@ def merge_policy(step: dict | None, header_attempts: int | None, header_delay: i
         max_attempts=int(pick("maxAttempts", header_attempts, "retry_max_attempts", 1)),
         delay_ms=int(pick("retryDelay", header_delay, "retry_delay", 0)),
         backoff=str(pick("backoff", header_backoff, "retry_backoff", "constant")),
-        timeout_ms=pick("requestTimeout", header_timeout, "_request_timeout", None),  # type: ignore[arg-type]
+        timeout_ms=pick("requestTimeout", header_timeout, "_request_timeout", None),
     )
 
 

@@ -18,20 +18,20 @@ class GatewaySettings(BaseModel):
 
     id: str
     cache_invalidate_on_update: bool = False
-    cache_ttl: int | None = Field(None, ge=0, le=30 * 24 * 3600)
+    cache_ttl: int | None = Field(default=None, ge=0, le=30 * 24 * 3600)
     collect_logs: bool = True
-    rate_limiting_interval: int | None = Field(None, ge=0)
-    rate_limiting_limit: int | None = Field(None, ge=0)
+    rate_limiting_interval: int | None = Field(default=None, ge=0)
+    rate_limiting_limit: int | None = Field(default=None, ge=0)
     rate_limiting_technique: Literal["fixed", "sliding"] | None = "fixed"
     authentication: bool = True
     byok_only: bool = False
-    log_management: int | None = Field(None, ge=10_000, le=10_000_000)
+    log_management: int | None = Field(default=None, ge=10_000, le=10_000_000)
     log_management_strategy: Literal["STOP_INSERTING", "DELETE_OLDEST"] | None = None
     logpush: bool = False
     logpush_public_key: str | None = None
     retry_backoff: Literal["constant", "linear", "exponential"] | None = None
-    retry_delay: int | None = Field(None, ge=0, le=5000)
-    retry_max_attempts: int | None = Field(None, ge=1, le=5)
+    retry_delay: int | None = Field(default=None, ge=0, le=5000)
+    retry_max_attempts: int | None = Field(default=None, ge=1, le=5)
     zdr: bool = False
     # Crossroads extension: when Redis is down, do limits admit (open) or refuse (closed)?
     limits_on_store_failure: Literal["open", "closed"] | None = None

@@ -178,7 +178,10 @@ def _signed(block: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 def choice_from(content: list[dict[str, Any]], stop_reason: str | None) -> Choice:
-    texts, thoughts, calls, signed = [], [], [], []
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[ToolCall] = []
+    signed: list[dict[str, Any]] = []
     for block in content:
         kind = block.get("type")
         if kind == "text":

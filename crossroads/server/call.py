@@ -187,7 +187,7 @@ def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
 # the table so that a new column is never missed; ``new_record`` copies it (one dict copy rather
 # than 35 insertions) and sets what this request brings
 _RECORD_TEMPLATE: dict[str, Any] = {
-    c.name: c.default.arg if c.default is not None else None for c in logs_table.c}
+    c.name: getattr(c.default, "arg", None) for c in logs_table.c}
 _RECORD_TEMPLATE["success"] = False
 
 

@@ -65,11 +65,11 @@ class SQLCounters:
         async with self._store.engine.begin() as c:
             # the previous window is closed: reading it first does not race with writers
             prev = await self._value(c, key, p["pidx"]) if p["w"] else 0.0
-            p["pw"] = prev * float(p["w"])
+            p["pw"] = carried = prev * float(p["w"])
             row = (await c.execute(_HIT, p)).first()
             cur = row[0] if row is not None else await self._value(c, key, p["idx"])
         await self._gc(now)
-        used = cur + p["pw"]
+        used = cur + carried
         return Admission(row is not None, limit, max(limit - used, 0.0), _reset(window, now))
 
     @staticmethod
