@@ -134,6 +134,43 @@ def test_connection_refused_is_retried_then_a_gateway_502(
     assert clock.sleeps == [0.25]
 
 
+def test_provider_that_never_accepts_the_connection_is_a_504(
+        gateway_factory: Callable[..., RunningGateway]) -> None:
+    """The connect timeout: a listener whose accept queue is full drops new connection
+    attempts, so the gateway's connect never completes."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(4):  # fill the accept queue (never accepted)
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        queued.append(s)
+    try:
+        gw = gateway_factory({"CROSSROADS_UPSTREAM_OPENAI": f"http://127.0.0.1:{port}/v1",
+                              "CROSSROADS_CONNECT_TIMEOUT": "0.3"})
+        gw.put_key("openai", "sk-x")
+        r = post(gw, gw.token())
+        assert r.status_code == 504
+        error = r.json()["error"][0]
+        assert error["code"] == 2007
+        assert error["message"] == "cannot connect to provider within 0.3 s"
+        row = gw.logs()[0]
+        assert (row["status_code"], row["success"]) == (504, False)
+        assert row["error"] == "cannot connect to provider within 0.3 s"
+    finally:
+        for s in queued:
+            s.close()
+        listener.close()
+
+
 def test_single_attempt_timeout_is_a_504(gateway: RunningGateway,
                                          openai_up: StandinServer) -> None:
     state = openai_up.app[STATE]
