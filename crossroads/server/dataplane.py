@@ -93,7 +93,7 @@ class DataPlane:
         self._sweep: DisconnectSweep | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        out = Responder(send, scope.get("extensions", _NO_EXTENSIONS).get(HOLD_HEAD))
+        out = Responder(send, (scope.get("extensions") or _NO_EXTENSIONS).get(HOLD_HEAD))
         loop = asyncio.get_running_loop()
         sweep = self._sweep
         if sweep is None or sweep.loop is not loop:

@@ -79,7 +79,7 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_and_body = HeadAndBody(transport)
-        self._extensions = {HOLD_HEAD: self._head_and_body.hold}
+        self._hold = self._head_and_body.hold
 
     def on_headers_complete(self) -> None:
         previous = self.cycle
@@ -88,10 +88,10 @@ class HttpProtocol(HttpToolsProtocol):
         if cycle is not previous and cycle is not None:  # a new request (not an upgrade)
             # the cycle's task has been created, not run: it writes through ours from the start
             cycle.transport = self._head_and_body  # type: ignore[assignment]
-            scope: Any = self.scope
+            scope: Any = self.scope  # a dict of its own per request: an app may add to it
             extensions = scope.get("extensions")
-            scope["extensions"] = (self._extensions if extensions is None
-                                   else {**extensions, **self._extensions})
+            scope["extensions"] = ({HOLD_HEAD: self._hold} if extensions is None
+                                   else {**extensions, HOLD_HEAD: self._hold})
 
     def on_response_complete(self) -> None:
         self._head_and_body.flush()

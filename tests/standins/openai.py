@@ -168,6 +168,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         for ev in events[: behaviour.chunks]:
             await resp.write(ev)
         while not state.release.is_set():
+            if request.transport is None or request.transport.is_closing():
+                return resp  # the caller went away
             await asyncio.sleep(0.01)
         events = events[behaviour.chunks:]
     for ev in events:
