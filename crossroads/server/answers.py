@@ -47,6 +47,29 @@ class Answer:
         """Abandon the answer without relaying it."""
 
 
+class Copies:
+    """What a relay keeps of the bytes it sends, piece by piece: the log's copy (pieces until
+    ``cap`` bytes are reached; cut to ``cap`` when logged) and, for an answer to be cached,
+    all of it."""
+
+    __slots__ = ("kept", "_room", "whole", "_cap")
+
+    def __init__(self, cap: int, cached: bool) -> None:
+        self.kept: list[bytes] = []
+        self._room = self._cap = cap
+        self.whole: list[bytes] | None = [] if cached else None
+
+    def add(self, data: bytes) -> None:
+        if self._room > 0:
+            self.kept.append(data)
+            self._room -= len(data)
+        if self.whole is not None:
+            self.whole.append(data)
+
+    def logged(self) -> bytes:
+        return b"".join(self.kept)[: self._cap]
+
+
 class ProviderErrorAnswer(Answer):
     """The provider answered with an error status: its status and body pass through."""
 
@@ -119,10 +142,7 @@ class ChatAnswer(Answer):
         providers) is sent in one piece."""
         tr = self.translator
         assert tr is not None
-        cap = call.rt.settings.log_body_cap
-        kept: list[bytes] = []
-        kept_len = 0
-        whole: list[bytes] | None = [] if self.cache_fill is not None else None
+        copies = Copies(call.rt.settings.log_body_cap, self.cache_fill is not None)
         await out.start(200, call.base_headers() + SSE_HEADERS
                         + [server_timing(call, self.sent_at)], hold=self.resp.complete)
         try:
@@ -132,11 +152,7 @@ class ChatAnswer(Answer):
                 while True:
                     if data:
                         await out.body(data)
-                        if kept_len < cap:
-                            kept.append(data)
-                            kept_len += len(data)
-                        if whole is not None:
-                            whole.append(data)
+                        copies.add(data)
                         data = b""
                     try:
                         chunk = await next_chunk()
@@ -149,18 +165,17 @@ class ChatAnswer(Answer):
                 await out.body(data)
             account_usage(call, self.provider, self.model, tr.usage)
             await out.error(exc)
-            call.record["response_body"] = b"".join(kept)[:cap]
+            call.record["response_body"] = copies.logged()
             call.finish(status=200, success=False, error=exc.message)
             return
-        if whole is not None and self.cache_fill is not None:  # complete: cache it first
-            whole.append(data)
-            self.cache_fill(CachedAnswer(200, "text/event-stream", b"".join(whole), self.provider,
-                                         self.model, tr.usage.prompt_tokens,
+        copies.add(data)
+        if copies.whole is not None and self.cache_fill is not None:  # complete: cache it first
+            self.cache_fill(CachedAnswer(200, "text/event-stream", b"".join(copies.whole),
+                                         self.provider, self.model, tr.usage.prompt_tokens,
                                          tr.usage.completion_tokens))
         await out.body(data, more=False)
-        kept.append(data)
         account_usage(call, self.provider, self.model, tr.usage)
-        call.record["response_body"] = b"".join(kept)[:cap]
+        call.record["response_body"] = copies.logged()
         call.record["response_content_type"] = "text/event-stream"
         call.finish(status=200, success=True)
 

@@ -14,7 +14,7 @@ from crossroads.attempts import with_retries
 from crossroads.cache import CachedAnswer
 from crossroads.errors import ProviderHTTPError, UpstreamError
 from crossroads.providers.base import NativeObserver
-from crossroads.server.answers import Answer, ProviderErrorAnswer, account_usage
+from crossroads.server.answers import Answer, Copies, ProviderErrorAnswer, account_usage
 from crossroads.server.call import Call
 from crossroads.server.respond import Responder
 from crossroads.upstream import UpstreamResponse
@@ -63,18 +63,15 @@ class NativeAnswer(Answer):
         self.resp.close()
 
     async def relay(self, call: Call, out: Responder) -> None:
-        cap = call.rt.settings.log_body_cap
-        kept: list[bytes] = []
-        kept_len = 0
         obs = self.observer
-        whole: list[bytes] | None = [] if self.cache_fill is not None else None
+        copies = Copies(call.rt.settings.log_body_cap, self.cache_fill is not None)
         try:
             headers = call.base_headers() + self.resp.forward_headers()
             data = self.resp.first
             if self.resp.complete and not self.bodyless:  # all in (most non-streamed ones)
                 obs.feed(data)
                 obs.close()
-                kept.append(data)
+                copies.add(data)
                 self._fill(data)
                 await out.whole(self.resp.status, headers, data)
             else:  # relayed as it arrives: nothing held back until the next piece
@@ -84,11 +81,7 @@ class NativeAnswer(Answer):
                     while True:
                         obs.feed(data)
                         await out.body(data)
-                        if kept_len < cap:
-                            kept.append(data)
-                            kept_len += len(data)
-                        if whole is not None:
-                            whole.append(data)
+                        copies.add(data)
                         try:
                             data = await next_chunk()
                         except StopAsyncIteration:
@@ -96,19 +89,19 @@ class NativeAnswer(Answer):
                 except UpstreamError as exc:
                     await out.body(b"", more=False)
                     account_usage(call, self.provider, obs.model or self.model, obs.usage)
-                    call.record["response_body"] = b"".join(kept)[:cap]
+                    call.record["response_body"] = copies.logged()
                     call.finish(status=self.resp.status, success=False, error=exc.message)
                     return
                 obs.close()
-                if whole is not None:
-                    self._fill(b"".join(whole))
+                if copies.whole is not None:
+                    self._fill(b"".join(copies.whole))
                 await out.body(b"", more=False)
         finally:
             self.resp.release()
         model = obs.model or self.model
         call.record["model"] = model
         account_usage(call, self.provider, model, obs.usage)
-        call.record["response_body"] = b"".join(kept)[:cap]
+        call.record["response_body"] = copies.logged()
         call.record["response_content_type"] = self.resp.content_type
         call.finish(status=self.resp.status, success=True)
 
