@@ -30,11 +30,17 @@ class Recorder:
         return f"info:{name}"
 
 
-def test_held_head_is_sent_with_the_body_in_one_write() -> None:
+def holding(head: bytes = b"head") -> tuple[Recorder, HeadAndBody]:
+    """A connection's writer that was asked to hold, then given ``head``."""
     t = Recorder()
     hb = HeadAndBody(t)  # type: ignore[arg-type]
     hb.hold()
-    hb.write(b"HEAD\r\n\r\n")
+    hb.write(head)
+    return t, hb
+
+
+def test_held_head_is_sent_with_the_body_in_one_write() -> None:
+    t, hb = holding(b"HEAD\r\n\r\n")
     assert t.writes == []
     hb.write(b"body")
     assert t.writes == [b"HEAD\r\n\r\nbody"]
@@ -53,10 +59,7 @@ def test_without_hold_every_write_goes_out_at_once() -> None:
 
 def test_flush_sends_a_head_whose_body_never_came() -> None:
     """An answer to HEAD: uvicorn writes no body; the end of the response sends the head."""
-    t = Recorder()
-    hb = HeadAndBody(t)  # type: ignore[arg-type]
-    hb.hold()
-    hb.write(b"head")
+    t, hb = holding()
     hb.flush()
     assert t.writes == [b"head"]
     hb.flush()  # nothing left
@@ -73,26 +76,17 @@ def test_hold_without_a_write_does_not_hold_a_later_response() -> None:
 
 
 def test_large_body_is_joined_by_the_transport_not_copied() -> None:
-    t = Recorder()
-    hb = HeadAndBody(t)  # type: ignore[arg-type]
+    t, hb = holding()
     body = b"x" * 100_000
-    hb.hold()
-    hb.write(b"head")
     hb.write(body)
     assert t.writes == [b"head" + body]
 
 
 def test_close_sends_what_is_held_then_closes_and_a_closing_transport_gets_nothing() -> None:
-    t = Recorder()
-    hb = HeadAndBody(t)  # type: ignore[arg-type]
-    hb.hold()
-    hb.write(b"head")
+    t, hb = holding()
     hb.close()
     assert t.writes == [b"head"] and t.closed and hb.is_closing()
-    t2 = Recorder()
-    hb2 = HeadAndBody(t2)  # type: ignore[arg-type]
-    hb2.hold()
-    hb2.write(b"head")
+    t2, hb2 = holding()
     t2.closed = True  # the connection was lost meanwhile
     hb2.flush()
     assert t2.writes == []
