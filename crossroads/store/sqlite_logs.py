@@ -266,8 +266,9 @@ class RowShaper:
         to 64 KiB and then spills to a temporary file (open, writes, unlink in /var/tmp)
         for each statement of ``STATEMENT_ROWS`` rows. With ``OR IGNORE`` no statement can
         abort, so there is no statement journal: ~0.7 ``pwrite`` a row fewer (1.05 → 0.37
-        under the benchmark's load), ~1 µs of CPU a row less (measured). No other constraint can fail here: the row's NOT NULL
-        columns are filled in (``Fix``) before it is queued."""
+        under the benchmark's load), ~1 µs of CPU a row less (measured). No other
+        constraint can fail here: the row's NOT NULL columns are filled in (``Fix``) before
+        it is queued."""
         sql = self._sql.get((shape, rows))
         if sql is None:
             names = list(itertools.compress(self.columns, shape))
