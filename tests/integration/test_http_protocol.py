@@ -54,3 +54,33 @@ def test_app_without_the_extension(gateway_factory: Callable[..., RunningGateway
         stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
         "Hello from the stand-in.")
+
+
+def test_expect_100_continue(gateway: RunningGateway) -> None:
+    """A client that waits for ``100 Continue`` before sending its body (curl does for bodies
+    over 1 KiB): the interim answer, then the whole answer, on one connection."""
+    import socket
+
+    token = gateway.token()
+    body = orjson.dumps({"model": "openai/gpt-4o-mini",
+                         "messages": [{"role": "user", "content": "x" * 2000}]})
+    path = gateway.compat().split(str(gateway.port), 1)[1] + "/chat/completions"
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
+        s.sendall(head)
+        interim = s.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(body)
+        answer = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        while b"\r\n\r\n" not in answer:  # the head
+            answer += s.recv(65536)
+        length = int(answer.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        while len(answer.partition(b"\r\n\r\n")[2]) < length:  # the body
+            answer += s.recv(65536)
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 200 OK"
+    headers, _, payload = rest.partition(b"\r\n\r\n")
+    assert orjson.loads(payload)["choices"][0]["message"]["content"]
+    assert f"content-length: {len(payload)}".encode() in headers.lower()
