@@ -1,6 +1,7 @@
 """Initial schema (what ``create_all`` made before migrations were versioned).
 
-Frozen: later schema changes go in new revisions, never here.
+Frozen: the statements it runs never change (later schema changes go in new revisions); only
+their layout in functions was changed, not what they create or in which order.
 
 Revision ID: 0001
 Revises:
@@ -20,6 +21,17 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    # one function per group of tables; the statements and their order are those of the
+    # released revision
+    _providers_and_gateways()
+    _logs()
+    _meta_and_keys()
+    _routes()
+    _tokens_and_epoch()
+
+
+def _providers_and_gateways() -> None:
+    """Custom providers and gateway settings."""
     op.create_table(
         "custom_providers",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -40,6 +52,10 @@ def upgrade() -> None:
         sa.Column("modified_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("account_id", "id"),
     )
+
+
+def _logs() -> None:
+    """The request log and its indexes."""
     op.create_table(
         "logs",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -85,6 +101,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_logs_gateway_model", "logs", ["gateway_id", "model"], unique=False)
     op.create_index("ix_logs_gateway_provider", "logs", ["gateway_id", "provider"], unique=False)
+
+
+def _meta_and_keys() -> None:
+    """The meta table and stored provider keys."""
     op.create_table(
         "meta",
         sa.Column("key", sa.String(length=64), nullable=False),
@@ -107,6 +127,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("account_id", "gateway_id", "provider", "alias", name="uq_key_alias"),
     )
+
+
+def _routes() -> None:
+    """Dynamic routes, their versions and deployments."""
     op.create_table(
         "route_deployments",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -146,6 +170,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("account_id", "gateway_id", "name", name="uq_route_name"),
     )
+
+
+def _tokens_and_epoch() -> None:
+    """Gateway tokens, and the configuration epoch's first value."""
     op.create_table(
         "tokens",
         sa.Column("id", sa.String(length=36), nullable=False),
