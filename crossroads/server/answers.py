@@ -169,7 +169,7 @@ class ChatAnswer(Answer):
             call.finish(status=200, success=False, error=exc.message)
             return
         copies.add(data)
-        if copies.whole is not None and self.cache_fill is not None:  # complete: cache it first
+        if copies.whole is not None:  # to be cached (cache_fill set), and complete: cache first
             self.cache_fill(CachedAnswer(200, "text/event-stream", b"".join(copies.whole),
                                          self.provider, self.model, tr.usage.prompt_tokens,
                                          tr.usage.completion_tokens))
