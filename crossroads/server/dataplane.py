@@ -35,7 +35,7 @@ from crossroads.runtime import Runtime
 from crossroads.server.answers import Answer, CacheHitAnswer, open_chat, relay_guarded
 from crossroads.server.call import Call, authenticate, new_record
 from crossroads.server.passthrough import open_native
-from crossroads.server.respond import HOLD_HEAD, Responder
+from crossroads.server.respond import ABORT, HOLD_HEAD, Responder, ResponseCut
 from crossroads.server.route_exec import open_route
 from crossroads.server.universal import universal
 
@@ -93,7 +93,8 @@ class DataPlane:
         self._sweep: DisconnectSweep | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        out = Responder(send, (scope.get("extensions") or _NO_EXTENSIONS).get(HOLD_HEAD))
+        extensions = scope.get("extensions") or _NO_EXTENSIONS
+        out = Responder(send, extensions.get(HOLD_HEAD), extensions.get(ABORT))
         loop = asyncio.get_running_loop()
         sweep = self._sweep
         if sweep is None or sweep.loop is not loop:
@@ -108,6 +109,8 @@ class DataPlane:
             await self._route(call, rest, scope, body, out)
         except GatewayError as exc:
             await self._fail(call, out, exc)
+        except ResponseCut:
+            raise  # the server closes the connection: the answer was cut short on purpose
         except Exception:  # a bug: still answered in the gateway's format, and logged
             log.exception("unexpected error answering %s %s", scope.get("method"),
                           scope.get("path"))

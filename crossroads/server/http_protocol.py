@@ -21,7 +21,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from crossroads.server.respond import HOLD_HEAD
+from crossroads.server.respond import ABORT, HOLD_HEAD
 
 
 class HeadAndBody:
@@ -90,8 +90,16 @@ class HttpProtocol(HttpToolsProtocol):
             cycle.transport = self._head_and_body  # type: ignore[assignment]
             scope: Any = self.scope  # a dict of its own per request: an app may add to it
             extensions = scope.get("extensions")
-            scope["extensions"] = ({HOLD_HEAD: self._hold} if extensions is None
-                                   else {**extensions, HOLD_HEAD: self._hold})
+            ours = {HOLD_HEAD: self._hold, ABORT: self._abort}
+            scope["extensions"] = ours if extensions is None else {**extensions, **ours}
+
+    def _abort(self) -> None:
+        """The ABORT extension: close the connection now, without the end of the answer's
+        body. The cycle counts as disconnected, so whatever it still sends is dropped and
+        its end is not waited for (nor reported as an incomplete answer)."""
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         self._head_and_body.flush()

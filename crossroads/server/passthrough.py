@@ -86,11 +86,11 @@ class NativeAnswer(Answer):
                             data = await next_chunk()
                         except StopAsyncIteration:
                             break
-                except UpstreamError as exc:
-                    await out.body(b"", more=False)
+                except UpstreamError as exc:  # the provider broke off: so does the answer
                     account_usage(call, self.provider, obs.model or self.model, obs.usage)
                     call.record["response_body"] = copies.logged()
                     call.finish(status=self.resp.status, success=False, error=exc.message)
+                    out.cut()
                     return
                 obs.close()
                 if copies.whole is not None:

@@ -14,6 +14,9 @@ JSON_CT = (b"content-type", b"application/json")
 # scope["extensions"] key a server may offer (crossroads.server.http_protocol): called just
 # before an answer's start when its body follows at once, the head is sent with the body
 HOLD_HEAD = "crossroads.hold_head"
+# and one it may offer to close the connection without the end of the answer's body: how an
+# answer that cannot be completed (its provider broke off mid-body) is cut short for the client
+ABORT = "crossroads.abort"
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
@@ -39,14 +42,21 @@ def stream_error_event(exc: GatewayError) -> bytes:
                                                "code": exc.code}}) + b"\n\n"
 
 
+class ResponseCut(Exception):
+    """Raised where the server offers no ``ABORT``: an ASGI server closes the connection of
+    an app that fails after its answer started, without the end of the body."""
+
+
 class Responder:
     """Tracks what was sent so an error after the start is reported in-band."""
 
-    __slots__ = ("_send", "_hold", "started", "status", "extra_headers", "finished")
+    __slots__ = ("_send", "_hold", "_abort", "started", "status", "extra_headers", "finished")
 
-    def __init__(self, send: Send, hold: Callable[[], None] | None = None) -> None:
+    def __init__(self, send: Send, hold: Callable[[], None] | None = None,
+                 abort: Callable[[], None] | None = None) -> None:
         self._send = send
         self._hold = hold  # the server's HOLD_HEAD extension, if it has one
+        self._abort = abort  # and its ABORT extension
         self.started = False
         self.finished = False
         self.status = 0
@@ -80,6 +90,14 @@ class Responder:
         send = self._send
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def cut(self) -> None:
+        """End a started answer that cannot be completed so that the client sees it cut
+        short (an incomplete body), never a complete answer with part of its content."""
+        self.finished = True
+        if self._abort is None:
+            raise ResponseCut
+        self._abort()
 
     async def error(self, exc: GatewayError) -> None:
         if not self.started:

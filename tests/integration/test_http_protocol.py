@@ -1,15 +1,18 @@
 """The server's HTTP protocol (head and body of a whole answer in one write) over real sockets:
 answers with and without a body, several on one keep-alive connection, and the app under
-uvicorn's own protocol (no extension offered)."""
+uvicorn's own protocol (no extension offered), an answer cut short."""
 
 from __future__ import annotations
 
 import http.client
+import logging
 from collections.abc import Callable
 
 import openai
 import orjson
+import pytest
 from harness import RunningGateway, StandinServer
+from standins.openai import STATE, Cut
 
 
 def _connection(gw: RunningGateway) -> http.client.HTTPConnection:
@@ -84,3 +87,45 @@ def test_expect_100_continue(gateway: RunningGateway) -> None:
     headers, _, payload = rest.partition(b"\r\n\r\n")
     assert orjson.loads(payload)["choices"][0]["message"]["content"]
     assert f"content-length: {len(payload)}".encode() in headers.lower()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("protocol", ["ours", "httptools"])
+def test_an_answer_cut_upstream_is_cut_on_the_wire(
+        protocol: str, gateway_factory: Callable[..., RunningGateway],
+        openai_up: StandinServer) -> None:
+    """A relayed body the provider broke off: the connection closes without the last chunk
+    (``0\\r\\n\\r\\n``), with the server's ABORT extension and without it (the app raises,
+    the server closes). With the extension, the server logs no error for it."""
+    kwargs = {} if protocol == "ours" else {"http": "httptools"}
+    gw = gateway_factory({"CROSSROADS_UPSTREAM_OPENAI": openai_up.url + "/v1"}, **kwargs)
+    gw.put_key("openai", "sk-stored")
+    openai_up.app[STATE].queue = [Cut(2)]
+    records = _Records()
+    logging.getLogger("uvicorn.error").addHandler(records)
+    try:
+        conn = _connection(gw)
+        path = gw.base().split(str(gw.port), 1)[1] + "/openai/chat/completions"
+        conn.request("POST", path, orjson.dumps({
+            "model": "gpt-4o-mini", "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}),
+            {"content-type": "application/json", "cf-aig-authorization": f"Bearer {gw.token()}"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("transfer-encoding") == "chunked"
+        with pytest.raises(http.client.IncompleteRead) as ei:
+            resp.read()
+        assert ei.value.partial.count(b"data: ") == 2  # what came before the break
+        conn.close()
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(records)
+    errors = [r for r in records.records if r.levelno >= logging.ERROR]
+    assert (errors == []) if protocol == "ours" else (len(errors) == 1)
+    assert gw.logs()[0]["success"] is False

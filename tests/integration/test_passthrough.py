@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 import openai
+import pytest
 from harness import RunningGateway, StandinServer
-from standins.openai import STATE
+from standins.openai import STATE, Cut
 
 
 def test_openai_sdk_on_the_native_path(gateway: RunningGateway, openai_up: StandinServer
@@ -100,3 +101,27 @@ def test_provider_cookies_are_not_kept_between_callers(gateway_factory,  # type:
     assert not any(k.lower() == "cookie" for c in calls for k in c["headers"])
     # the native path relays the provider's header to its caller
     assert r.headers.get("set-cookie") == "__cf_bm=tenant-a; Path=/; HttpOnly"
+
+
+def test_a_stream_cut_upstream_is_cut_for_the_caller(gateway: RunningGateway,
+                                                     openai_up: StandinServer) -> None:
+    """The provider drops the connection mid-stream: the caller must not be told the answer
+    is complete. Its connection closes without the end of the body (as a proxy does), so
+    every HTTP client sees the answer cut short; the gateway keeps serving."""
+    openai_up.app[STATE].queue = [Cut(2)]
+    token = gateway.token()
+    client = openai.OpenAI(base_url=gateway.base() + "/openai", api_key=token, max_retries=0)
+    got: list[object] = []
+    with pytest.raises(openai.APIConnectionError) as ei:  # the SDK's word for it
+        for chunk in client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                stream=True):
+            got.append(chunk)
+    assert "incomplete chunked read" in str(ei.value.__cause__)  # the body was cut short
+    assert len(got) == 2  # what the provider sent before it broke was relayed
+    row = gateway.logs()[0]
+    assert row["success"] is False and row["status_code"] == 200
+    assert "upstream" in row["error"] or "connection" in row["error"]
+    again = client.chat.completions.create(model="gpt-4o-mini",
+                                           messages=[{"role": "user", "content": "hi"}])
+    assert again.choices[0].message.content == "Hello from the stand-in."
