@@ -55,9 +55,9 @@ def _image_block(img: cn.Image) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": img.url}}
 
 
-def _blocks(content: Any, role: str) -> list[dict[str, Any]]:
+def _blocks(content: Any, role: str, provider: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for p in cn.content_parts(content, PROVIDER, role):
+    for p in cn.content_parts(content, provider, role):
         if isinstance(p, cn.Image):
             out.append(_image_block(p))
         elif p:
@@ -78,33 +78,35 @@ def thinking_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _assistant_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
-    out = thinking_blocks(m) + _blocks(m.get("content"), "assistant")
-    for call in cn.tool_calls(m, PROVIDER):
+def _assistant_blocks(m: dict[str, Any], provider: str) -> list[dict[str, Any]]:
+    out = thinking_blocks(m) + _blocks(m.get("content"), "assistant", provider)
+    for call in cn.tool_calls(m, provider):
         args = call.arguments if isinstance(call.arguments, dict) else {"value": call.arguments}
         out.append({"type": "tool_use", "id": call.id, "name": call.name, "input": args})
     return out
 
 
-def translate_messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
+def translate_messages(msgs: list[dict[str, Any]], provider: str = PROVIDER
+                       ) -> tuple[list[dict[str, Any]], list[Any]]:
+    """``provider``: the name errors give (Claude is also served by google-vertex-ai)."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for m in msgs:
         role = m.get("role")
         if role in ("system", "developer"):
-            text = cn.text_only(m.get("content"), PROVIDER, "system")
+            text = cn.text_only(m.get("content"), provider, "system")
             if text:
                 system.append({"type": "text", "text": text})
         elif role == "user":
-            cn.append_turn(turns, "user", _blocks(m.get("content"), "user"))
+            cn.append_turn(turns, "user", _blocks(m.get("content"), "user", provider))
         elif role == "assistant":
-            cn.append_turn(turns, "assistant", _assistant_blocks(m))
+            cn.append_turn(turns, "assistant", _assistant_blocks(m, provider))
         elif role == "tool":
             block = {"type": "tool_result", "tool_use_id": str(m.get("tool_call_id") or ""),
-                     "content": cn.tool_result_text(m.get("content"), PROVIDER)}
+                     "content": cn.tool_result_text(m.get("content"), provider)}
             cn.append_turn(turns, "user", [block])
         else:
-            raise cn.unsupported("messages[].role", PROVIDER, str(role))
+            raise cn.unsupported("messages[].role", provider, str(role))
     return system, turns
 
 
@@ -122,7 +124,8 @@ def _tool_choice(body: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def _thinking(body: dict[str, Any], out: dict[str, Any], max_given: bool) -> None:
+def _thinking(body: dict[str, Any], out: dict[str, Any], max_given: bool, provider: str
+              ) -> None:
     thinking = body.get("thinking")
     effort = body.get("reasoning_effort")
     if thinking is None and effort is None:
@@ -135,14 +138,15 @@ def _thinking(body: dict[str, Any], out: dict[str, Any], max_given: bool) -> Non
     if not max_given:
         out["max_tokens"] = DEFAULT_MAX_TOKENS + budget
     elif budget >= out["max_tokens"]:
-        raise cn.unsupported("reasoning_effort", PROVIDER,
+        raise cn.unsupported("reasoning_effort", provider,
                              f"thinking budget {budget} must be below max_tokens")
     out["thinking"] = thinking
 
 
-def build_body(body: dict[str, Any], model: str) -> dict[str, Any]:
-    cn.check_fields(body, _SUPPORTED, PROVIDER)
-    system, turns = translate_messages(body.get("messages") or [])
+def build_body(body: dict[str, Any], model: str, provider: str = PROVIDER) -> dict[str, Any]:
+    """The Messages API body; ``provider`` is the name errors give."""
+    cn.check_fields(body, _SUPPORTED, provider)
+    system, turns = translate_messages(body.get("messages") or [], provider)
     limit = cn.max_tokens(body)
     out: dict[str, Any] = {"model": model, "messages": turns,
                            "max_tokens": limit if limit is not None else DEFAULT_MAX_TOKENS}
@@ -154,7 +158,7 @@ def build_body(body: dict[str, Any], model: str) -> dict[str, Any]:
     stops = cn.stop_list(body)
     if stops:
         out["stop_sequences"] = stops
-    tools = cn.tools(body, PROVIDER)
+    tools = cn.tools(body, provider)
     if tools:
         out["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
                         if t.description else {"name": t.name, "input_schema": t.parameters}
@@ -164,7 +168,7 @@ def build_body(body: dict[str, Any], model: str) -> dict[str, Any]:
         out["tool_choice"] = choice
     if body.get("user"):
         out["metadata"] = {"user_id": str(body["user"])}
-    _thinking(body, out, limit is not None)
+    _thinking(body, out, limit is not None, provider)
     if body.get("stream"):
         out["stream"] = True
     return out
@@ -201,9 +205,11 @@ def choice_from(content: list[dict[str, Any]], stop_reason: str | None) -> Choic
 class AnthropicStream:
     """Anthropic Messages SSE events -> OpenAI chat.completion.chunk events."""
 
-    def __init__(self, model: str, include_usage: bool, created: int) -> None:
+    def __init__(self, model: str, include_usage: bool, created: int,
+                 provider: str = PROVIDER) -> None:
         self.usage = Usage()
         self.model: str | None = None
+        self._provider = provider  # the name errors give
         self._dec = SSEDecoder()
         self._w = ChunkWriter("msg", model, created, include_usage)
         self._tool_of_block: dict[int, int] = {}
@@ -219,16 +225,16 @@ class AnthropicStream:
             return out
         if self._w.finished:
             return out + self._w.end(self.usage)
-        raise UpstreamProtocolError("anthropic stream ended before message_stop")
+        raise UpstreamProtocolError(f"{self._provider} stream ended before message_stop")
 
     def _event(self, data: bytes) -> bytes:
         if self._w.done or not data:
             return b""
-        obj = loads_json(data, PROVIDER)
+        obj = loads_json(data, self._provider)
         kind = obj.get("type") if isinstance(obj, dict) else None
         if kind == "error":
             err = obj.get("error") or {}
-            raise UpstreamProtocolError(f"anthropic stream error: {err.get('type')}: "
+            raise UpstreamProtocolError(f"{self._provider} stream error: {err.get('type')}: "
                                         f"{err.get('message')}")
         handler = _HANDLERS.get(kind or "")
         return handler(self, obj) if handler else b""
@@ -377,9 +383,9 @@ class AnthropicProvider:
                                headers, orjson.dumps(out), bool(out.get("stream")))
 
     def chat_response(self, raw: bytes, model: str) -> ParsedResponse:
-        obj = loads_object(raw, PROVIDER)
+        obj = loads_object(raw, self.slug)
         if obj.get("type") == "error":
-            raise UpstreamProtocolError(f"anthropic error: {(obj.get('error') or {})}")
+            raise UpstreamProtocolError(f"{self.slug} error: {(obj.get('error') or {})}")
         usage = usage_from(obj.get("usage"))
         choice = choice_from(obj.get("content") or [], obj.get("stop_reason"))
         body = completion(str(obj.get("id") or "msg_" + self._new_id()), model,
@@ -387,7 +393,7 @@ class AnthropicProvider:
         return ParsedResponse(body, usage, obj.get("model"))
 
     def chat_stream(self, model: str, include_usage: bool) -> AnthropicStream:
-        return AnthropicStream(model, include_usage, int(self._clock()))
+        return AnthropicStream(model, include_usage, int(self._clock()), self.slug)
 
     def error_body(self, status: int, raw: bytes) -> bytes:
         try:

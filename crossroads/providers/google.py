@@ -3,6 +3,11 @@
 Both speak the same ``generateContent`` body; they differ in URL and authentication. Vertex
 takes an OAuth access token already minted by ``crossroads.providers.vertex_auth`` in
 ``Credentials.options["access_token"]``; project and region come from the service-account JSON.
+
+Vertex also serves Anthropic's Claude models (``anthropic/claude-...``): the Messages API body
+without ``model`` and with Vertex's ``anthropic_version``, sent to ``:rawPredict`` (or
+``:streamRawPredict``); the answer, whole or streamed, is Anthropic's own and is translated as
+the ``anthropic`` provider's is.
 """
 
 from __future__ import annotations
@@ -15,8 +20,16 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from crossroads.errors import BadRequest, MissingProviderKey
+from crossroads.providers import anthropic
 from crossroads.providers import canonical as cn
-from crossroads.providers.base import Credentials, ParsedResponse, UpstreamRequest, Usage
+from crossroads.providers.base import (
+    Credentials,
+    NativeObserver,
+    ParsedResponse,
+    StreamTranslator,
+    UpstreamRequest,
+    Usage,
+)
 from crossroads.providers.catalog import ProviderSpec
 from crossroads.providers.gemini_stream import FINISH, GeminiObserver, GeminiStream, choices_from
 from crossroads.providers.gemini_stream import usage_from as usage_from
@@ -209,13 +222,13 @@ class _GeminiBase:
         return ParsedResponse(completion(resp_id, model, int(self._clock()), choices, usage),
                               usage, obj.get("modelVersion"))
 
-    def chat_stream(self, model: str, include_usage: bool) -> GeminiStream:
+    def chat_stream(self, model: str, include_usage: bool) -> StreamTranslator:
         return GeminiStream(model, include_usage, int(self._clock()), self._new_id, self.slug)
 
     def error_body(self, status: int, raw: bytes) -> bytes:
         return google_error(status, raw)
 
-    def native_observer(self, path: str, stream: bool) -> GeminiObserver:
+    def native_observer(self, path: str, stream: bool) -> NativeObserver:
         return GeminiObserver(stream)
 
     def _native_url(self, base_url: str, path: str, query: str) -> str:
@@ -321,13 +334,27 @@ def vertex_base(base_url: str, region: str) -> str:
     return base_url
 
 
+# the Messages API version Vertex asks for in the body of a Claude request
+VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
+
+
 def _vertex_model(model: str, provider: str) -> str:
     publisher, sep, name = model.partition("/")
     if not sep:
         return model
     if publisher != "google":
-        raise cn.unsupported("model", provider, f"publisher {publisher!r}; only google models")
+        raise cn.unsupported("model", provider,
+                             f"publisher {publisher!r}; google and anthropic models only")
     return name
+
+
+def _claude(model: str) -> str | None:
+    """The Claude model's name when ``model`` is ``anthropic/{name}`` (Vertex's publisher)."""
+    return model[10:] if model.startswith("anthropic/") else None
+
+
+def _is_claude_path(path: str) -> bool:
+    return "/publishers/anthropic/" in path
 
 
 class VertexAIProvider(_GeminiBase):
@@ -335,6 +362,7 @@ class VertexAIProvider(_GeminiBase):
                  new_id: IdFactory = random_id) -> None:
         super().__init__(spec, clock, new_id)
         self._tokens = VertexTokenCache()  # access tokens by service account, per adapter
+        self._messages = anthropic.AnthropicProvider(spec, clock, new_id)  # Claude's answers
 
     async def prepare_credentials(self, creds: Credentials, session: Any,
                                   clock: Any) -> Credentials:
@@ -352,18 +380,49 @@ class VertexAIProvider(_GeminiBase):
                 raise MissingProviderKey("google-vertex-ai needs service-account credentials")
             creds = Credentials(caller_auth)
         project, region, token = vertex_settings(creds)
-        out = build_body(body, self.slug)
         stream = bool(body.get("stream"))
-        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
-        url = (f"{vertex_base(base_url, region)}/v1/projects/{project}/locations/{region}"
-               f"/publishers/google/models/{_vertex_model(model, self.slug)}:{action}")
+        where = f"{vertex_base(base_url, region)}/v1/projects/{project}/locations/{region}"
         headers = {"content-type": "application/json", "accept": "application/json",
                    "authorization": "Bearer " + token}
+        claude = _claude(model)
+        if claude is not None:
+            out = anthropic.build_body(body, claude, self.slug)
+            del out["model"]  # named by the URL
+            out["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+            action = "streamRawPredict" if stream else "rawPredict"
+            url = f"{where}/publishers/anthropic/models/{claude}:{action}"
+            return UpstreamRequest("POST", url, headers, orjson.dumps(out), stream)
+        out = build_body(body, self.slug)
+        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        url = f"{where}/publishers/google/models/{_vertex_model(model, self.slug)}:{action}"
         return UpstreamRequest("POST", url, headers, orjson.dumps(out), stream)
+
+    def chat_response(self, raw: bytes, model: str) -> ParsedResponse:
+        if _claude(model) is not None:
+            return self._messages.chat_response(raw, model)
+        return super().chat_response(raw, model)
+
+    def chat_stream(self, model: str, include_usage: bool) -> StreamTranslator:
+        if _claude(model) is not None:
+            return self._messages.chat_stream(model, include_usage)
+        return super().chat_stream(model, include_usage)
+
+    def error_body(self, status: int, raw: bytes) -> bytes:
+        """Claude's errors come in Anthropic's shape (``{"type": "error", ...}``), Gemini's
+        and Vertex's own in Google's."""
+        if raw.lstrip()[:1] == b"{" and b'"type"' in raw:
+            try:
+                if orjson.loads(raw).get("type") == "error":
+                    return self._messages.error_body(status, raw)
+            except (orjson.JSONDecodeError, AttributeError):
+                pass
+        return google_error(status, raw)
 
     def embeddings_request(self, body: dict[str, Any], model: str, creds: Credentials | None,
                            base_url: str, caller_auth: str | None = None) -> UpstreamRequest:
         """Vertex text embeddings: ``:predict`` with one instance per input."""
+        if _claude(model) is not None:
+            raise cn.unsupported("embeddings", self.slug, "Claude models have no embeddings")
         texts = embedding_texts(body, self.slug)
         if creds is None:
             if not caller_auth:
@@ -400,7 +459,12 @@ class VertexAIProvider(_GeminiBase):
             out["authorization"] = "Bearer " + token
             base_url = vertex_base(base_url, region)
         return UpstreamRequest(method, self._native_url(base_url, path, query), out, body,
-                               ":streamGenerateContent" in path)
+                               ":streamGenerateContent" in path or ":streamRawPredict" in path)
+
+    def native_observer(self, path: str, stream: bool) -> NativeObserver:
+        if _is_claude_path(path):  # Claude's answers: Anthropic's JSON and events
+            return anthropic.AnthropicObserver(stream)
+        return GeminiObserver(stream)
 
     def caller_key_present(self, headers: dict[str, str]) -> bool:
         return "authorization" in {k.lower() for k in headers}

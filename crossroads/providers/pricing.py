@@ -52,10 +52,20 @@ def _table() -> dict[str, dict[str, Rates]]:
 
 @functools.lru_cache(maxsize=4096)
 def rates_for(provider: str, model: str) -> Rates | None:
-    models = _table().get(provider)
-    if not models or not model:
+    if not model:
         return None
-    name = model.split("/", 1)[1] if provider == "google-vertex-ai" and "/" in model else model
+    name = model
+    if provider == "google-vertex-ai":
+        publisher, sep, rest = model.partition("/")
+        if sep:
+            name = rest
+        if (publisher == "anthropic" and sep) or name.startswith("claude-"):
+            # Claude on Vertex: Anthropic's list prices (Vertex's global endpoint); names
+            # like ``claude-sonnet-4-5@20250929`` match by their longest known prefix
+            provider = "anthropic"
+    models = _table().get(provider)
+    if not models:
+        return None
     for prefix in _REGION_PREFIXES:
         if name.startswith(prefix):
             name = name[len(prefix):]

@@ -107,7 +107,7 @@ def _cohere(b: dict[str, Any]) -> View:
 
 
 READERS = {"anthropic": _anthropic, "google-ai-studio": _gemini, "google-vertex-ai": _gemini,
-           "aws-bedrock": _bedrock, "cohere": _cohere}
+           "vertex-claude": _anthropic, "aws-bedrock": _bedrock, "cohere": _cohere}
 
 
 def view(kind: str, body: bytes) -> View:

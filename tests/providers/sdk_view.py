@@ -18,11 +18,15 @@ from crossroads.providers.catalog import BUILTIN
 from crossroads.providers.translating import ADAPTERS
 from crossroads.sse import SSEDecoder
 
-KINDS = ["anthropic", "google-ai-studio", "google-vertex-ai", "aws-bedrock", "cohere"]
+# what is tested: a provider, or (``vertex-claude``) Anthropic's models on google-vertex-ai
+KINDS = ["anthropic", "google-ai-studio", "google-vertex-ai", "vertex-claude", "aws-bedrock",
+         "cohere"]
+SLUG = {**{k: k for k in KINDS}, "vertex-claude": "google-vertex-ai"}
 FOLDER = {"anthropic": "anthropic", "google-ai-studio": "google", "google-vertex-ai": "google",
-          "aws-bedrock": "bedrock", "cohere": "cohere"}
+          "vertex-claude": "anthropic", "aws-bedrock": "bedrock", "cohere": "cohere"}
 MODEL = {"anthropic": "claude-sonnet-4-20250514", "google-ai-studio": "gemini-2.0-flash",
          "google-vertex-ai": "google/gemini-2.0-flash",
+         "vertex-claude": "anthropic/claude-sonnet-4@20250514",
          "aws-bedrock": "anthropic.claude-3-haiku-20240307-v1:0", "cohere": "command-a-03-2025"}
 NOW = 1_700_000_000.0
 SA = {"type": "service_account", "project_id": "crossroads-test", "region": "europe-west4",
@@ -38,11 +42,11 @@ def counter_ids() -> Any:
 
 def adapter(kind: str) -> Any:
     """A fresh adapter with a fixed clock and deterministic ids."""
-    return ADAPTERS[kind](BUILTIN[kind], clock=lambda: NOW, new_id=counter_ids())
+    return ADAPTERS[SLUG[kind]](BUILTIN[SLUG[kind]], clock=lambda: NOW, new_id=counter_ids())
 
 
 def creds(kind: str) -> Credentials:
-    if kind == "google-vertex-ai":
+    if SLUG[kind] == "google-vertex-ai":
         return Credentials(orjson.dumps(SA).decode(), {"access_token": "ya29.test-token"})
     if kind == "aws-bedrock":
         return Credentials(orjson.dumps(AWS).decode(), {"now": NOW})

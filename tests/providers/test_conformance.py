@@ -15,8 +15,10 @@ from openai.types.shared import ErrorObject
 from crossroads.errors import UnsupportedFeature
 from providers.native_view import items, view
 from providers.sdk_view import (
+    FOLDER,
     KINDS,
     MODEL,
+    SLUG,
     WEATHER_TOOL,
     adapter,
     completion,
@@ -33,7 +35,7 @@ pytestmark = pytest.mark.parametrize("kind", KINDS)
 PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
        "/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg==")
 URL_IMAGES = {"anthropic": True, "google-ai-studio": True, "google-vertex-ai": True,
-              "aws-bedrock": False, "cohere": True}
+              "vertex-claude": True, "aws-bedrock": False, "cohere": True}
 ASK = {"role": "user", "content": "What is the capital of France?"}
 
 
@@ -123,7 +125,7 @@ def test_image_input(kind: str) -> None:
         _, v = request(kind, body)
         assert items(v, "image") == [("image", "url")]
     else:
-        with pytest.raises(UnsupportedFeature, match=f"image_url.*{kind}"):
+        with pytest.raises(UnsupportedFeature, match=f"image_url.*{SLUG[kind]}"):
             request(kind, body)
 
 
@@ -200,7 +202,7 @@ def test_provider_error_mapping(kind: str, status: int) -> None:
     assert err.message == provider_message
     assert err.type and err.code is not None
     expected = "rate_limit_error" if status == 429 else "invalid_request_error"
-    assert err.type == expected or (kind == "anthropic" and err.type.endswith("_error"))
+    assert err.type == expected or (FOLDER[kind] == "anthropic" and err.type.endswith("_error"))
 
 
 def _provider_message(obj: dict) -> str:
@@ -209,11 +211,11 @@ def _provider_message(obj: dict) -> str:
 
 
 def test_n_greater_than_one_or_logprobs(kind: str) -> None:
-    with pytest.raises(UnsupportedFeature, match=f"logprobs.*{kind}"):
+    with pytest.raises(UnsupportedFeature, match=f"logprobs.*{SLUG[kind]}"):
         request(kind, {"messages": [ASK], "logprobs": True})
     if kind.startswith("google"):
         _, v = request(kind, {"messages": [ASK], "n": 2})
         assert v.turns
     else:
-        with pytest.raises(UnsupportedFeature, match=f"'n'.*{kind}"):
+        with pytest.raises(UnsupportedFeature, match=f"'n'.*{SLUG[kind]}"):
             request(kind, {"messages": [ASK], "n": 2})

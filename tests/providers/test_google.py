@@ -256,8 +256,8 @@ def test_vertex_needs_token_and_google_publisher() -> None:
         build({"messages": [USER]}, VERTEX, Credentials(sa))
     with pytest.raises(MissingProviderKey):
         build({"messages": [USER]}, VERTEX, Credentials("not json", {"access_token": "t"}))
-    with pytest.raises(UnsupportedFeature, match="publisher"):
-        build({"messages": [USER]}, VERTEX, model="anthropic/claude-x")
+    with pytest.raises(UnsupportedFeature, match="publisher 'meta'"):
+        build({"messages": [USER]}, VERTEX, model="meta/llama-3.3-70b")
     with pytest.raises(MissingProviderKey, match="project"):
         adapter(VERTEX).chat_request({"messages": [USER]}, "g", None, BASE, "caller-token")
     with pytest.raises(MissingProviderKey, match="prepare_credentials"):
@@ -295,3 +295,56 @@ def test_thought_signature_round_trips_through_the_openai_sdk() -> None:
     s = read_stream(out_sse + tr.close(), [WEATHER_TOOL])
     starts = [tc for c in s.chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
     assert starts[0].model_extra["extra_content"]["google"]["thought_signature"] == sig
+
+
+def test_claude_on_vertex_request() -> None:
+    """Anthropic's Messages body, its model named by the URL (not the body), Vertex's
+    ``anthropic_version`` in the body, ``:rawPredict`` or ``:streamRawPredict``."""
+    body = {"messages": [{"role": "system", "content": "Be brief."}, USER], "max_tokens": 64}
+    req, out = build(body, VERTEX, model="anthropic/claude-sonnet-4-5@20250929")
+    assert req.url == (BASE + "/v1/projects/crossroads-test/locations/europe-west4/publishers/"
+                       "anthropic/models/claude-sonnet-4-5@20250929:rawPredict")
+    assert req.headers["authorization"] == "Bearer ya29.tok" and not req.stream
+    assert "anthropic-version" not in req.headers and "x-api-key" not in req.headers
+    assert out == {"anthropic_version": "vertex-2023-10-16", "max_tokens": 64,
+                   "system": [{"type": "text", "text": "Be brief."}],
+                   "messages": [{"role": "user",
+                                 "content": [{"type": "text", "text": USER["content"]}]}]}
+    req, out = build({**body, "stream": True}, VERTEX, model="anthropic/claude-haiku-4-5")
+    assert req.url.endswith("/publishers/anthropic/models/claude-haiku-4-5:streamRawPredict")
+    assert req.stream and out["stream"] is True and "model" not in out
+    with pytest.raises(UnsupportedFeature, match="'logprobs'.*google-vertex-ai"):
+        build({**body, "logprobs": True}, VERTEX, model="anthropic/claude-haiku-4-5")
+    with pytest.raises(UnsupportedFeature, match="embeddings"):
+        adapter(VERTEX).embeddings_request({"input": "x"}, "anthropic/claude-haiku-4-5",
+                                           Credentials("{}", {"access_token": "t"}), BASE)
+
+
+def test_claude_on_vertex_errors_in_either_shape() -> None:
+    v = adapter(VERTEX)
+    anthropic_shape = orjson.dumps({"type": "error", "error": {
+        "type": "overloaded_error", "message": "Overloaded"}})
+    err = orjson.loads(v.error_body(529, anthropic_shape))["error"]
+    assert err["type"] == "overloaded_error" and err["message"] == "Overloaded"
+    google_shape = orjson.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                                           "message": "Quota exceeded for aiplatform"}})
+    err = orjson.loads(v.error_body(429, google_shape))["error"]
+    assert err["code"] == "RESOURCE_EXHAUSTED" and err["message"].startswith("Quota")
+    assert orjson.loads(v.error_body(500, b'{"type": 1}'))["error"]["message"]
+
+
+def test_claude_on_vertex_native_paths_are_observed_as_anthropic() -> None:
+    v = adapter(VERTEX)
+    path = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-x:"
+    req = v.native_request("POST", path + "streamRawPredict", "", {}, b"{}", None, BASE)
+    assert req.stream
+    obs = v.native_observer(path + "rawPredict", False)
+    obs.feed(fixture("vertex-claude", "plain.json"))
+    obs.close()
+    assert obs.usage == Usage(14, 8)
+    obs = v.native_observer(path + "streamRawPredict", True)
+    data = stream_fixture("vertex-claude", "plain")
+    for piece in split(data, [7, 8, 100, 301]):
+        obs.feed(piece)
+    obs.close()
+    assert obs.usage == Usage(14, 8)

@@ -16,8 +16,8 @@ from crossroads.providers.base import UpstreamRequest
 from providers.sdk_view import KINDS, MODEL, WEATHER_TOOL, adapter, creds, read_stream
 
 FACTORIES = {"anthropic": anthropic.create_app, "google-ai-studio": google.create_app,
-             "google-vertex-ai": google.create_app, "aws-bedrock": bedrock.create_app,
-             "cohere": cohere.create_app}
+             "google-vertex-ai": google.create_app, "vertex-claude": google.create_app,
+             "aws-bedrock": bedrock.create_app, "cohere": cohere.create_app}
 BODY = {"model": "x", "messages": [{"role": "user", "content": "Weather in Paris?"}],
         "tools": [WEATHER_TOOL]}
 

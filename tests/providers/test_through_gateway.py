@@ -15,11 +15,11 @@ from harness import RunningGateway, StandinServer
 from standins import anthropic, bedrock, cohere, google
 from standins.fixtures import STANDIN
 
-from providers.sdk_view import AWS, KINDS, MODEL, WEATHER_TOOL
+from providers.sdk_view import AWS, KINDS, MODEL, SLUG, WEATHER_TOOL
 
 FACTORIES = {"anthropic": anthropic.create_app, "google-ai-studio": google.create_app,
-             "google-vertex-ai": google.create_app, "aws-bedrock": bedrock.create_app,
-             "cohere": cohere.create_app}
+             "google-vertex-ai": google.create_app, "vertex-claude": google.create_app,
+             "aws-bedrock": bedrock.create_app, "cohere": cohere.create_app}
 ASK = [{"role": "user", "content": "What is the weather in Paris and London?"}]
 
 pytestmark = pytest.mark.parametrize("kind", KINDS)
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.parametrize("kind", KINDS)
 def stored_key(kind: str, up: StandinServer) -> str:
     if kind == "aws-bedrock":
         return orjson.dumps(AWS).decode()
-    if kind == "google-vertex-ai":
+    if SLUG[kind] == "google-vertex-ai":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
@@ -43,16 +43,16 @@ def stored_key(kind: str, up: StandinServer) -> str:
 def setup(kind: str, standin: Callable[..., StandinServer],
           gateway_factory: Callable[..., RunningGateway]) -> tuple[Any, openai.OpenAI]:
     up = standin(FACTORIES[kind]("parallel_tools", chunk_size=5))
-    env = "CROSSROADS_UPSTREAM_" + kind.upper().replace("-", "_")
+    env = "CROSSROADS_UPSTREAM_" + SLUG[kind].upper().replace("-", "_")
     gw = gateway_factory({env: up.url})
-    gw.put_key(kind, stored_key(kind, up))
+    gw.put_key(SLUG[kind], stored_key(kind, up))
     client = openai.OpenAI(base_url=gw.compat(), api_key=gw.token(), max_retries=0)
     return up, client
 
 
 def test_tool_calls_json_and_stream(kind: str, setup: tuple[Any, openai.OpenAI]) -> None:
     up, client = setup
-    model = f"{kind}/{MODEL[kind]}"
+    model = f"{SLUG[kind]}/{MODEL[kind]}"
     answer = client.chat.completions.create(model=model, messages=ASK, tools=[WEATHER_TOOL])
     calls = answer.choices[0].message.tool_calls
     assert [orjson.loads(c.function.arguments)["city"] for c in calls] == ["Paris", "London"]

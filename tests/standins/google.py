@@ -1,9 +1,13 @@
 """Stand-in Gemini APIs: AI Studio (``/v1beta/models/{model}:generateContent``,
 ``:streamGenerateContent?alt=sse``, ``:batchEmbedContents``), Vertex AI
-(``/v1/projects/{p}/locations/{r}/publishers/google/models/{model}:...``) and an OAuth token
-endpoint (``POST /token``) for service-account JWT exchange."""
+(``/v1/projects/{p}/locations/{r}/publishers/google/models/{model}:...``), Claude on Vertex AI
+(``.../publishers/anthropic/models/{model}:rawPredict`` and ``:streamRawPredict``: Anthropic's
+Messages body with an ``anthropic_version``, answered with the anthropic fixtures) and an OAuth
+token endpoint (``POST /token``) for service-account JWT exchange."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import orjson
 from aiohttp import web
@@ -42,6 +46,28 @@ async def _vertex(request: web.Request) -> web.StreamResponse:
     return await _serve(request, request.match_info["name"], authorized)
 
 
+async def _vertex_claude(request: web.Request) -> web.StreamResponse:
+    state = request.app[STANDIN]
+    rec = await record(request, state)
+    if state.require_auth and not rec.headers.get("authorization", "").startswith("Bearer "):
+        return json_response(_UNAUTHENTICATED, 401)
+    _, _, action = request.match_info["name"].rpartition(":")
+    if action not in ("rawPredict", "streamRawPredict"):
+        return json_response(orjson.dumps({"error": {"code": 404, "status": "NOT_FOUND",
+                                                     "message": f"unknown method {action}"}}),
+                             404)
+    body = rec.json if isinstance(rec.json, dict) else {}
+    # Vertex's documented value is "vertex-2023-10-16"; newer anthropic SDKs send their API
+    # version date: a version is required, either is taken
+    if not isinstance(body.get("anthropic_version"), str):
+        return json_response(orjson.dumps({"type": "error", "error": {
+            "type": "invalid_request_error",
+            "message": "anthropic_version: Field required"}}), 400)
+    # Anthropic's own answers and events: the same script, read from the anthropic fixtures
+    claude = dataclasses.replace(state, provider="anthropic")
+    return await answer(request, claude, action == "streamRawPredict")
+
+
 async def _token(request: web.Request) -> web.Response:
     state = request.app[STANDIN]
     await record(request, state)
@@ -62,5 +88,7 @@ def create_app(scenario: str = "plain", *, chunk_size: int | None = None,
     app.router.add_post("/v1/models/{name}", _studio)
     app.router.add_post("/v1/projects/{project}/locations/{region}/publishers/google/models/"
                         "{name}", _vertex)
+    app.router.add_post("/v1/projects/{project}/locations/{region}/publishers/anthropic/models/"
+                        "{name}", _vertex_claude)
     app.router.add_post("/token", _token)
     return app

@@ -139,6 +139,18 @@ def test_pricing_prefix_match_and_cache_rates() -> None:
     assert cost_of("anthropic", "claude-sonnet-4", u) == pytest.approx(expected)
 
 
+def test_claude_on_vertex_is_priced_as_anthropic_lists_it() -> None:
+    """By the compat name (``anthropic/...``) and by the native path's (``claude-...@date``);
+    Gemini on Vertex keeps Vertex's own table."""
+    sonnet = rates_for("anthropic", "claude-sonnet-4-5")
+    assert sonnet is not None
+    assert rates_for("google-vertex-ai", "anthropic/claude-sonnet-4-5@20250929") == sonnet
+    assert rates_for("google-vertex-ai", "claude-sonnet-4-5@20250929") == sonnet
+    assert rates_for("google-vertex-ai", "google/gemini-2.5-pro") == rates_for(
+        "google-vertex-ai", "gemini-2.5-pro") != rates_for("google-ai-studio", "nothing")
+    assert rates_for("google-vertex-ai", "meta/llama-3.3-70b") is None
+
+
 def test_custom_cost_overrides_and_defaults_cache_rates_to_input() -> None:
     rates = parse_custom_cost('{"per_token_in": 0.001, "per_token_out": 0.002}')
     assert rates == Rates(0.001, 0.002, None, None)
