@@ -72,8 +72,13 @@ class MemoryCounters:
 
     async def hit(self, key: str, amount: float, limit: float, window: float, technique: str,
                   now: float) -> Admission:
-        # _pair and window_math written out (same arithmetic): a rate node runs this on
-        # every request
+        return self.hit_now(key, amount, limit, window, technique, now)
+
+    def hit_now(self, key: str, amount: float, limit: float, window: float, technique: str,
+                now: float) -> Admission:
+        """``hit`` without an await: in-process counters answer at once (a route's rate
+        element asks on every request)."""
+        # _pair and window_math written out (same arithmetic)
         data = self._data
         idx = int(math.floor(now / window))
         start = idx * window

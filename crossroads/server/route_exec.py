@@ -22,6 +22,21 @@ def route_context(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": call.options.metadata, "body": body, "headers": call.headers}
 
 
+def _limit_now(call: Call, step: CheckLimit) -> bool | None:
+    """A count limit on in-process counters, answered without an await; None otherwise."""
+    if step.limit_type != "count":
+        return None
+    hit_now = getattr(call.rt.counters, "hit_now", None)
+    if hit_now is None:
+        return None
+    rt = call.rt
+    adm = hit_now("route:" + call.gateway_id + ":" + step.bucket_key, 1, step.limit,
+                  step.window, step.technique, rt.clock.now())
+    if not adm.admitted:
+        rt.metrics.rate_limited(call.gateway_id, "route")
+    return bool(adm.admitted)
+
+
 async def _check_limit(call: Call, step: CheckLimit) -> bool:
     rt = call.rt
     now = rt.clock.now()
@@ -59,13 +74,20 @@ def _settle(rt: Any, counters: Any, key: str, cost: float, window: float, techni
     rt.spawn(add())
 
 
-def _call_model(call: Call, body: dict[str, Any], step: CallModel
+def _call_model(call: Call, body: dict[str, Any], step: CallModel, memo: dict[Any, Any]
                 ) -> Coroutine[Any, Any, Answer]:
-    """The model step's call, as the coroutine to await (no wrapper coroutine)."""
+    """The model step's call, as the coroutine to await (no wrapper coroutine). ``memo``:
+    the graph's, where the step's policy is kept with the policy it was made from."""
     base = call.policy()
-    policy = RetryPolicy(max_attempts=step.retries + 1, delay_ms=base.delay_ms,
-                         backoff=base.backoff, timeout_ms=step.timeout_ms or None,
-                         final_attempt_waits=False)
+    key = ("policy", step.element_id)
+    kept = memo.get(key)
+    if kept is not None and kept[0] is base:  # the usual case: nothing changed
+        policy = kept[1]
+    else:
+        policy = RetryPolicy(max_attempts=step.retries + 1, delay_ms=base.delay_ms,
+                             backoff=base.backoff, timeout_ms=step.timeout_ms or None,
+                             final_attempt_waits=False)
+        memo[key] = (base, policy)
     return open_chat(call, body, step.provider, step.model, policy)
 
 
@@ -87,10 +109,13 @@ async def open_route(plane: Any, call: Call, body: dict[str, Any], raw: bytes,
         step = walk.next()
         while not isinstance(step, Finish):
             if isinstance(step, CheckLimit):
-                walk.limit_result(await _check_limit(call, step))
+                admitted = _limit_now(call, step)
+                if admitted is None:
+                    admitted = await _check_limit(call, step)
+                walk.limit_result(admitted)
             else:
                 try:
-                    opened = await _call_model(call, body, step)
+                    opened = await _call_model(call, body, step, deployed.graph.memo)
                 except GatewayError as exc:
                     walk.model_result(False, exc.message)
                 else:
