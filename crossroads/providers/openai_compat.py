@@ -164,6 +164,72 @@ class OpenAIObserver:
                 self.model = obj.get("model")
 
 
+def usage_from_responses(u: dict[str, Any] | None) -> Usage:
+    """The Responses API's names: ``input_tokens`` (cached ones included, as in chat
+    completions), ``output_tokens`` (reasoning included)."""
+    if not u:
+        return Usage()
+    details = u.get("input_tokens_details") or {}
+    return Usage(prompt_tokens=int(u.get("input_tokens") or 0),
+                 completion_tokens=int(u.get("output_tokens") or 0),
+                 cached_tokens=int(details.get("cached_tokens") or 0))
+
+
+# the events that end a Responses API stream; each carries the whole response, usage included
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_FINAL_TYPES = tuple(b'{"type":"' + e.encode() + b'"' for e in _FINAL_EVENTS)
+
+
+class ResponsesObserver:
+    """Passthrough of ``POST /responses``: usage from the ``response`` object, or, streamed,
+    from the stream's last event. Only that event is parsed; the text deltas are not."""
+
+    __slots__ = ("usage", "model", "_dec", "_buf")
+
+    def __init__(self, stream: bool) -> None:
+        self.usage = Usage()
+        self.model: str | None = None
+        self._dec = SSEDecoder() if stream else None
+        self._buf: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        if self._dec is None:
+            self._buf.append(data)
+            return
+        for ev in self._dec.feed(data):
+            self._event(ev.event, ev.data)
+
+    def _event(self, name: str | None, data: bytes) -> None:
+        if name is not None:
+            if name not in _FINAL_EVENTS:
+                return
+        elif not data.startswith(_FINAL_TYPES):  # no event: line; the type comes first
+            return
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        response = obj.get("response") if isinstance(obj, dict) else None
+        if isinstance(response, dict):
+            self._read(response)
+
+    def _read(self, response: dict[str, Any]) -> None:
+        self.usage = usage_from_responses(response.get("usage"))
+        self.model = response.get("model") or self.model
+
+    def close(self) -> None:
+        if self._dec is not None:
+            for ev in self._dec.flush():
+                self._event(ev.event, ev.data)
+            return
+        try:
+            obj = orjson.loads(b"".join(self._buf))
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(obj, dict):
+            self._read(obj)
+
+
 class OpenAICompatProvider:
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
@@ -242,7 +308,9 @@ class OpenAICompatProvider:
                 stream = False
         return UpstreamRequest(method, url, out, body, stream)
 
-    def native_observer(self, path: str, stream: bool) -> OpenAIObserver:
+    def native_observer(self, path: str, stream: bool) -> OpenAIObserver | ResponsesObserver:
+        if path.endswith("/responses"):  # the Responses API: its own usage names and events
+            return ResponsesObserver(stream)
         return OpenAIObserver(stream)
 
     def caller_key_present(self, headers: dict[str, str]) -> bool:

@@ -13,7 +13,7 @@ import orjson
 from crossroads.attempts import with_retries
 from crossroads.cache import CachedAnswer
 from crossroads.errors import ProviderHTTPError, UpstreamError
-from crossroads.providers.base import NativeObserver
+from crossroads.providers.base import NativeObserver, Usage
 from crossroads.server.answers import Answer, Copies, ProviderErrorAnswer, account_usage
 from crossroads.server.call import Call
 from crossroads.server.respond import Responder
@@ -41,6 +41,22 @@ def model_of(body: bytes, path: str) -> str:
     if "/model/" in path:  # Bedrock style: /model/{id}/converse
         return path.split("/model/", 1)[1].split("/", 1)[0]
     return ""
+
+
+class Unbilled:
+    """The observer of an answer that is not a generation: no usage, no cost."""
+
+    __slots__ = ("usage", "model")
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.model: str | None = None
+
+    def feed(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class NativeAnswer(Answer):
@@ -132,8 +148,11 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
             resp = await with_retries(attempt, policy, call.rt.clock)
         except ProviderHTTPError as err:
             return ProviderErrorAnswer(slug, model, err, err.body)
-        return NativeAnswer(slug, model, resp, adapter.native_observer(path, req.stream),
-                            method)
+        # only a POST makes an answer that is billed: a GET reads back a stored object
+        # (``/responses/{id}``, ``/chat/completions/{id}``) whose usage was paid already
+        observer = (adapter.native_observer(path, req.stream) if method == "POST"
+                    else Unbilled())
+        return NativeAnswer(slug, model, resp, observer, method)
 
     if plane is None or method != "POST":
         return await opener()

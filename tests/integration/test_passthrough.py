@@ -125,3 +125,31 @@ def test_a_stream_cut_upstream_is_cut_for_the_caller(gateway: RunningGateway,
     again = client.chat.completions.create(model="gpt-4o-mini",
                                            messages=[{"role": "user", "content": "hi"}])
     assert again.choices[0].message.content == "Hello from the stand-in."
+
+
+def test_responses_api_on_the_native_path_is_logged_with_its_usage(
+        gateway: RunningGateway, openai_up: StandinServer) -> None:
+    """The Responses API (``client.responses``) names its usage ``input_tokens`` /
+    ``output_tokens``, and a stream carries it in its last event (``response.completed``):
+    both are read, so neither a whole nor a streamed answer is logged as free."""
+    client = openai.OpenAI(base_url=gateway.base() + "/openai", api_key=gateway.token(),
+                           max_retries=0)
+    whole = client.responses.create(model="gpt-4.1-mini", input="hi")
+    assert whole.output_text == "Hello from the stand-in."
+    with client.responses.stream(model="gpt-4.1-mini", input="hi") as stream:
+        final = stream.get_final_response()
+    assert final.output_text == whole.output_text
+    assert final.usage is not None and final.usage.input_tokens == 12
+    events = [e.type for e in client.responses.create(model="gpt-4.1-mini", input="hi",
+                                                      stream=True)]
+    assert events[0] == "response.created" and events[-1] == "response.completed"
+    rows = gateway.logs()
+    assert [(r["model"], r["tokens_in"], r["tokens_out"], r["success"]) for r in rows] == [
+        ("gpt-4.1-mini", 12, 7, True)] * 3
+    assert all(r["cost"] and r["cost"] > 0 for r in rows)
+    assert len({r["cost"] for r in rows}) == 1
+    again = client.responses.retrieve(whole.id)  # a stored response read back: not billed
+    assert again.usage is not None and again.usage.input_tokens == 12
+    row = gateway.logs()[-1]
+    assert (row["path"].endswith("/responses/" + whole.id), row["tokens_in"], row["cost"]) == (
+        True, 0, None)

@@ -1,6 +1,8 @@
-"""Stand-in for OpenAI-style providers (``/v1/chat/completions``, ``/v1/embeddings``), in the
-real wire format: chat.completion JSON, chat.completion.chunk SSE with a usage chunk and
-``[DONE]``, OpenAI error objects.
+"""Stand-in for OpenAI-style providers (``/v1/chat/completions``, ``/v1/embeddings``, the
+Responses API's ``/v1/responses``), in the real wire format: chat.completion JSON,
+chat.completion.chunk SSE with a usage chunk and ``[DONE]``, a ``response`` object or its
+semantic stream events (``response.created`` ... ``response.completed``, no ``[DONE]``), OpenAI
+error objects.
 
 A test scripts what comes next with ``state.queue`` (a list of behaviours, consumed in order;
 when empty the default answer is served): ``Reply(...)`` answers, ``Fail(status)`` returns an
@@ -178,6 +180,87 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def response_object(model: str, r: Reply, status: str = "completed") -> dict[str, Any]:
+    """A Responses API ``response`` (as ``POST /v1/responses`` answers, and as the last stream
+    event carries it)."""
+    done = status == "completed"
+    message = {"type": "message", "id": "msg_standin", "status": "completed",
+               "role": "assistant", "content": [{"type": "output_text", "text": r.content,
+                                                 "annotations": [], "logprobs": []}]}
+    return {
+        "id": "resp_standin", "object": "response", "created_at": 1_700_000_000,
+        "status": status, "error": None, "incomplete_details": None, "instructions": None,
+        "max_output_tokens": None, "model": model, "output": [message] if done else [],
+        "parallel_tool_calls": True, "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None}, "store": True, "temperature": 1.0,
+        "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+        "top_p": 1.0, "truncation": "disabled",
+        "usage": {"input_tokens": r.prompt_tokens,
+                  "input_tokens_details": {"cached_tokens": r.cached_tokens},
+                  "output_tokens": r.completion_tokens,
+                  "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": r.prompt_tokens + r.completion_tokens} if done else None,
+        "user": None, "metadata": {}}
+
+
+def response_events(model: str, r: Reply) -> list[bytes]:
+    """The Responses API's semantic events for a text answer, each ``event:`` + ``data:``."""
+    seq = iter(range(1000))
+    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    item = {"type": "message", "id": "msg_standin", "status": "in_progress",
+            "role": "assistant", "content": []}
+    words = r.content.split(" ")
+    deltas = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": response_object(model, r, "in_progress")},
+        {"type": "response.in_progress",
+         "response": response_object(model, r, "in_progress")},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.content_part.added", "item_id": "msg_standin", "output_index": 0,
+         "content_index": 0, "part": part},
+        *({"type": "response.output_text.delta", "item_id": "msg_standin", "output_index": 0,
+           "content_index": 0, "delta": d, "logprobs": []} for d in deltas),
+        {"type": "response.output_text.done", "item_id": "msg_standin", "output_index": 0,
+         "content_index": 0, "text": r.content, "logprobs": []},
+        {"type": "response.content_part.done", "item_id": "msg_standin", "output_index": 0,
+         "content_index": 0, "part": {**part, "text": r.content}},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": response_object(model, r)["output"][0]},
+        {"type": "response.completed", "response": response_object(model, r)},
+    ]
+    return [b"event: " + e["type"].encode() + b"\ndata: "
+            + orjson.dumps({**e, "sequence_number": next(seq)}) + b"\n\n" for e in events]
+
+
+async def _responses(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await request.json()
+    state.calls.append({"path": request.path, "headers": dict(request.headers), "json": body})
+    behaviour = state.next()
+    if isinstance(behaviour, Fail):
+        return web.json_response({"error": {"message": behaviour.message, "type": "server_error",
+                                            "param": None, "code": None}},
+                                 status=behaviour.status)
+    reply = behaviour if isinstance(behaviour, Reply) else Reply()
+    model = body.get("model", "")
+    if not body.get("stream"):
+        return web.json_response(response_object(model, reply))
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await resp.prepare(request)
+    for ev in response_events(model, reply):
+        await resp.write(ev)
+    await resp.write_eof()
+    return resp
+
+
+async def _stored_response(request: web.Request) -> web.Response:
+    """``GET /v1/responses/{id}``: a stored response read back (usage included, not billed)."""
+    request.app[STATE].calls.append({"path": request.path, "headers": dict(request.headers),
+                                     "json": None})
+    return web.json_response({**response_object("gpt-4.1-mini", Reply()),
+                              "id": request.match_info["id"]})
+
+
 async def _embeddings(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await request.json()
@@ -195,4 +278,6 @@ def create_app(prefix: str = "/v1") -> web.Application:
     app[STATE] = OpenAIState()
     app.router.add_post(prefix + "/chat/completions", _chat)
     app.router.add_post(prefix + "/embeddings", _embeddings)
+    app.router.add_post(prefix + "/responses", _responses)
+    app.router.add_get(prefix + "/responses/{id}", _stored_response)
     return app
