@@ -41,6 +41,9 @@ class UpstreamRequest:
     headers: dict[str, str]
     body: bytes | None
     stream: bool = False
+    # a native request whose stream the gateway asked to end with a usage chunk the caller
+    # did not ask for (so its tokens are logged): that chunk is not relayed
+    usage_added: bool = False
 
 
 @dataclass(slots=True)

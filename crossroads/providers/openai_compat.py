@@ -300,13 +300,22 @@ class OpenAICompatProvider:
             base_url = base_url.replace("{resource}", resource)
             path = "/" + path
         url = base_url + path + (("?" + query) if query else "")
-        stream = False
+        stream = usage_added = False
         if body and b'"stream"' in body:
             try:
-                stream = bool(orjson.loads(body).get("stream"))
+                obj = orjson.loads(body)
+                stream = bool(obj.get("stream"))
             except (orjson.JSONDecodeError, AttributeError):
                 stream = False
-        return UpstreamRequest(method, url, out, body, stream)
+            if stream and method == "POST" and path.endswith("/chat/completions"):
+                # a chat stream ends with its usage only when asked: ask, so that its tokens
+                # and cost are logged (the caller's stream is relayed without that chunk)
+                opts = obj.get("stream_options")
+                if opts is None or (isinstance(opts, dict) and not opts.get("include_usage")):
+                    obj["stream_options"] = {**(opts or {}), "include_usage": True}
+                    body = orjson.dumps(obj)
+                    usage_added = True
+        return UpstreamRequest(method, url, out, body, stream, usage_added)
 
     def native_observer(self, path: str, stream: bool) -> OpenAIObserver | ResponsesObserver:
         if path.endswith("/responses"):  # the Responses API: its own usage names and events

@@ -13,7 +13,7 @@ import orjson
 from crossroads.attempts import with_retries
 from crossroads.cache import CachedAnswer
 from crossroads.errors import ProviderHTTPError, UpstreamError
-from crossroads.providers.base import NativeObserver, Usage
+from crossroads.providers.base import NativeObserver, StreamTranslator, Usage
 from crossroads.server.answers import Answer, Copies, ProviderErrorAnswer, account_usage
 from crossroads.server.call import Call
 from crossroads.server.respond import Responder
@@ -59,10 +59,41 @@ class Unbilled:
         pass
 
 
+class Watched:
+    """A native answer's bytes as they came, read by the provider's observer on the way."""
+
+    __slots__ = ("observer",)
+
+    def __init__(self, observer: NativeObserver) -> None:
+        self.observer = observer
+
+    @property
+    def usage(self) -> Usage:
+        return self.observer.usage
+
+    @property
+    def model(self) -> str | None:
+        return self.observer.model
+
+    def feed(self, data: bytes) -> bytes:
+        self.observer.feed(data)
+        return data
+
+    def close(self) -> bytes:
+        self.observer.close()
+        return b""
+
+
 class NativeAnswer(Answer):
+    """A provider's answer on its native path: relayed as it came (``Watched``), or, where
+    the gateway changed the request for its own needs, through the provider's stream
+    translator (``rewrite``: a usage chunk the caller did not ask for is taken out)."""
+
     def __init__(self, provider: str, model: str, resp: UpstreamResponse,
-                 observer: NativeObserver, method: str = "POST") -> None:
-        self.provider, self.model, self.resp, self.observer = provider, model, resp, observer
+                 observer: NativeObserver, method: str = "POST",
+                 rewrite: StreamTranslator | None = None) -> None:
+        self.provider, self.model, self.resp = provider, model, resp
+        self.tr: Any = rewrite if rewrite is not None else Watched(observer)
         self.cache_fill: Any = None  # set by the cache layer: callable(CachedAnswer)
         # an answer that has no body: passed on as it came (no content-length of our own)
         self.bodyless = method == "HEAD" or resp.status in (204, 304)
@@ -70,23 +101,22 @@ class NativeAnswer(Answer):
     def _fill(self, body: bytes) -> None:
         """Hand a complete 200 answer to the cache layer (if it asked for it)."""
         if self.cache_fill is not None and self.resp.status == 200:
-            obs = self.observer
+            tr = self.tr
             self.cache_fill(CachedAnswer(
-                200, self.resp.content_type, body, self.provider, obs.model or self.model,
-                obs.usage.prompt_tokens, obs.usage.completion_tokens))
+                200, self.resp.content_type, body, self.provider, tr.model or self.model,
+                tr.usage.prompt_tokens, tr.usage.completion_tokens))
 
     def close(self) -> None:
         self.resp.close()
 
     async def relay(self, call: Call, out: Responder) -> None:
-        obs = self.observer
+        tr = self.tr
         copies = Copies(call.rt.settings.log_body_cap, self.cache_fill is not None)
         try:
             headers = call.base_headers() + self.resp.forward_headers()
             data = self.resp.first
             if self.resp.complete and not self.bodyless:  # all in (most non-streamed ones)
-                obs.feed(data)
-                obs.close()
+                data = tr.feed(data) + tr.close()
                 copies.add(data)
                 self._fill(data)
                 await out.whole(self.resp.status, headers, data)
@@ -95,28 +125,30 @@ class NativeAnswer(Answer):
                 next_chunk = self.resp.chunks().__anext__
                 try:
                     while True:
-                        obs.feed(data)
-                        await out.body(data)
-                        copies.add(data)
+                        data = tr.feed(data)
+                        if data:
+                            await out.body(data)
+                            copies.add(data)
                         try:
                             data = await next_chunk()
                         except StopAsyncIteration:
                             break
+                    data = tr.close()
                 except UpstreamError as exc:  # the provider broke off: so does the answer
-                    account_usage(call, self.provider, obs.model or self.model, obs.usage)
+                    account_usage(call, self.provider, tr.model or self.model, tr.usage)
                     call.record["response_body"] = copies.logged()
                     call.finish(status=self.resp.status, success=False, error=exc.message)
                     out.cut()
                     return
-                obs.close()
+                copies.add(data)
                 if copies.whole is not None:
                     self._fill(b"".join(copies.whole))
-                await out.body(b"", more=False)
+                await out.body(data, more=False)
         finally:
             self.resp.release()
-        model = obs.model or self.model
+        model = tr.model or self.model
         call.record["model"] = model
-        account_usage(call, self.provider, model, obs.usage)
+        account_usage(call, self.provider, model, tr.usage)
         call.record["response_body"] = copies.logged()
         call.record["response_content_type"] = self.resp.content_type
         call.finish(status=self.resp.status, success=True)
@@ -152,7 +184,11 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
         # (``/responses/{id}``, ``/chat/completions/{id}``) whose usage was paid already
         observer = (adapter.native_observer(path, req.stream) if method == "POST"
                     else Unbilled())
-        return NativeAnswer(slug, model, resp, observer, method)
+        # the gateway asked for the stream's usage itself: the caller gets the stream it asked
+        # for, without the usage chunk (only a successful answer is such a stream)
+        rewrite = (adapter.chat_stream(model, False)
+                   if req.usage_added and resp.status == 200 else None)
+        return NativeAnswer(slug, model, resp, observer, method, rewrite)
 
     if plane is None or method != "POST":
         return await opener()

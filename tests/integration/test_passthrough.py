@@ -153,3 +153,26 @@ def test_responses_api_on_the_native_path_is_logged_with_its_usage(
     row = gateway.logs()[-1]
     assert (row["path"].endswith("/responses/" + whole.id), row["tokens_in"], row["cost"]) == (
         True, 0, None)
+
+
+def test_a_native_stream_without_include_usage_is_still_billed(
+        gateway: RunningGateway, openai_up: StandinServer) -> None:
+    """The caller did not ask for usage: the gateway asks for it anyway (so the log and any
+    budget see the tokens) and removes the usage-only chunk the caller did not ask for, so
+    code reading ``chunk.choices[0]`` keeps working. A caller who asked keeps it."""
+    client = openai.OpenAI(base_url=gateway.base() + "/openai", api_key=gateway.token(),
+                           max_retries=0)
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert chunks and all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == (
+        "Hello from the stand-in.")
+    sent = openai_up.app[STATE].calls[-1]["json"]
+    assert sent["stream_options"] == {"include_usage": True}
+    asked = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True}))
+    assert asked[-1].choices == [] and asked[-1].usage is not None
+    rows = gateway.logs()
+    assert [(r["tokens_in"], r["tokens_out"]) for r in rows] == [(12, 7), (12, 7)]
+    assert all(r["cost"] and r["cost"] > 0 for r in rows)

@@ -1,9 +1,13 @@
-"""Usage of the Responses API on the native path (``POST /responses``): from the response
-object, or from the last event of its stream, however the stream's bytes are split."""
+"""Usage on the OpenAI-style native paths: the Responses API's (``POST /responses``) from the
+response object, or from the last event of its stream, however the stream's bytes are split;
+a chat stream asked for its usage when the caller did not ask."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from standins.openai import Reply, response_events, response_object
@@ -63,3 +67,31 @@ def test_the_responses_path_gets_the_responses_observer() -> None:
     openai = OpenAICompatProvider(BUILTIN["openai"])
     assert isinstance(openai.native_observer("/responses", True), ResponsesObserver)
     assert isinstance(openai.native_observer("/chat/completions", True), OpenAIObserver)
+
+
+@pytest.mark.parametrize(("body", "sent_options", "added"), [
+    ({"stream": True}, {"include_usage": True}, True),
+    ({"stream": True, "stream_options": {"include_usage": False}}, {"include_usage": True}, True),
+    ({"stream": True, "stream_options": {"x": 1}}, {"x": 1, "include_usage": True}, True),
+    ({"stream": True, "stream_options": {"include_usage": True}}, {"include_usage": True}, False),
+    ({"stream": False}, None, False),
+])
+def test_native_chat_streams_are_asked_for_their_usage(body: dict[str, Any],
+                                                        sent_options: Any, added: bool) -> None:
+    openai = OpenAICompatProvider(BUILTIN["openai"])
+    raw = orjson.dumps({"model": "gpt-4o-mini", "messages": [], **body})
+    req = openai.native_request("POST", "/chat/completions", "", {}, raw, None, "https://u")
+    assert req.usage_added is added
+    assert orjson.loads(req.body or b"{}").get("stream_options") == sent_options
+    if not added:
+        assert req.body == raw  # untouched, byte for byte
+
+
+def test_other_native_requests_are_not_changed() -> None:
+    openai = OpenAICompatProvider(BUILTIN["openai"])
+    raw = b'{"model": "gpt-4.1", "input": "hi", "stream": true}'
+    for method, path, body in (("POST", "/responses", raw), ("POST", "/chat/completions",
+                                                               b'{"stream": true'),
+                               ("GET", "/chat/completions", None)):
+        req = openai.native_request(method, path, "", {}, body, None, "https://u")
+        assert req.body == body and not req.usage_added
