@@ -31,6 +31,7 @@ from crossroads.errors import (
 from crossroads.headers import NO_OPTIONS, parse_options
 from crossroads.ids import uuid7
 from crossroads.providers.catalog import COMPAT_ALIASES
+from crossroads.providers.openai_compat import OpenAICompatProvider
 from crossroads.runtime import Runtime
 from crossroads.server.answers import Answer, CacheHitAnswer, open_chat, relay_guarded
 from crossroads.server.call import Call, authenticate, new_record
@@ -215,6 +216,12 @@ class DataPlane:
             answer = await self.open_compat(call, parse_json_object(body), body, kind)
             await relay_guarded(answer, call, out)
             return
+        if rest == "compat/responses":
+            if method != "POST":
+                raise NotFound("/compat/responses takes POST")
+            answer = await self.open_responses(call, parse_json_object(body))
+            await relay_guarded(answer, call, out)
+            return
         slug, _, path = rest.partition("/")
         answer = await open_native(call, slug, "/" + path, method,
                                    scope.get("query_string", b"").decode("latin-1"), body,
@@ -240,6 +247,27 @@ class DataPlane:
             return await open_chat(call, obj, slug, model, policy, kind)
         return await self.cached(call, slug, model, raw, kind,
                                  lambda: open_chat(call, obj, slug, model, policy, kind))
+
+    async def open_responses(self, call: Call, obj: dict[str, Any]) -> Answer:
+        """OpenAI's Responses API on ``/compat``: ``model: "{provider}/{model}"`` for the
+        providers that speak it (OpenAI-style ones), sent to their ``/responses`` as it came
+        but for the model's name. It is not translated for the others."""
+        slug, model = split_model(obj.get("model"))
+        if slug == "dynamic":
+            raise BadRequest("dynamic routes accept only the chat-completions format "
+                             "(/compat/chat/completions)")
+        adapter, base = call.provider(slug)
+        chat_path = getattr(getattr(adapter, "spec", None), "chat_path", None) or ""
+        if (not isinstance(adapter, OpenAICompatProvider) or "{resource}" in base
+                or not chat_path.endswith("/chat/completions")):
+            raise BadRequest(f"the Responses API on /compat is passed to OpenAI-style "
+                             f"providers only; use /compat/chat/completions for '{slug}' (or "
+                             f"its native path, /{slug}/...)")
+        path = chat_path[: -len("/chat/completions")] + "/responses"  # beside chat completions
+        answer = await open_native(call, slug, path, "POST", "",
+                                   orjson.dumps({**obj, "model": model}), plane=self)
+        call.record["request_type"] = "responses"
+        return answer
 
     def cache_ttl(self, call: Call) -> int | None:
         """Seconds to cache this request's answer; None or 0 when it is not cached."""

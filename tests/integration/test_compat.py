@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import openai
 import pytest
@@ -367,3 +369,32 @@ def test_revoked_token_is_refused_on_its_next_request(gateway: RunningGateway) -
     with pytest.raises(openai.AuthenticationError):
         c.chat.completions.create(model="openai/gpt-4o-mini",
                                   messages=[{"role": "user", "content": "hi"}])
+
+
+def test_responses_api_on_compat(gateway_factory: Callable[..., RunningGateway],
+                                 openai_up: StandinServer) -> None:
+    """``client.responses`` with the compat base URL: ``{provider}/{model}`` for OpenAI-style
+    providers, sent to their ``/responses`` with the stored key, streamed or not, logged with
+    its usage; refused with a 400 that says where to go for the others."""
+    gw = gateway_factory({"CROSSROADS_UPSTREAM_OPENAI": openai_up.url + "/v1",
+                          "CROSSROADS_UPSTREAM_ANTHROPIC": openai_up.url})
+    gw.put_key("openai", "sk-stored")
+    c = client(gw, gw.token())
+    r = c.responses.create(model="openai/gpt-4.1-mini", input="hi")
+    assert r.output_text == "Hello from the stand-in." and r.model == "gpt-4.1-mini"
+    with c.responses.stream(model="openai/gpt-4.1-mini", input="hi") as stream:
+        assert stream.get_final_response().output_text == r.output_text
+    sent = openai_up.app[STATE].calls
+    assert [(s["path"], s["json"]["model"]) for s in sent] == [
+        ("/v1/responses", "gpt-4.1-mini")] * 2
+    assert sent[0]["headers"]["Authorization"] == "Bearer sk-stored"
+    rows = gw.logs()
+    assert [(x["request_type"], x["provider"], x["tokens_in"], x["tokens_out"]) for x in rows
+            ] == [("responses", "openai", 12, 7)] * 2
+    assert all(x["cost"] and x["cost"] > 0 for x in rows)
+    for model, words in (("anthropic/claude-sonnet-4-5", "use /compat/chat/completions"),
+                         ("dynamic/any", "chat-completions format")):
+        with pytest.raises(openai.BadRequestError) as ei:
+            c.responses.create(model=model, input="hi")
+        assert words in str(ei.value.body)
+    assert len(sent) == 2
