@@ -10,7 +10,13 @@ import orjson
 
 from crossroads.errors import BadRequest, UpstreamProtocolError
 from crossroads.providers import canonical as cn
-from crossroads.providers.base import Credentials, ParsedResponse, UpstreamRequest, Usage
+from crossroads.providers.base import (
+    Credentials,
+    ParsedResponse,
+    SSEObserver,
+    UpstreamRequest,
+    Usage,
+)
 from crossroads.providers.catalog import ProviderSpec
 from crossroads.providers.openai_wire import (
     Choice,
@@ -312,24 +318,16 @@ _HANDLERS: dict[str, Callable[[AnthropicStream, dict[str, Any]], bytes]] = {
 }
 
 
-class AnthropicObserver:
+class AnthropicObserver(SSEObserver):
     """Reads usage from a native Messages answer (JSON or SSE) without changing it."""
 
+    __slots__ = ("_raw",)
+
     def __init__(self, stream: bool) -> None:
-        self.usage = Usage()
-        self.model: str | None = None
-        self._dec = SSEDecoder() if stream else None
-        self._buf: list[bytes] = []
+        super().__init__(stream)
         self._raw: dict[str, Any] = {}
 
-    def feed(self, data: bytes) -> None:
-        if self._dec is None:
-            self._buf.append(data)
-            return
-        for ev in self._dec.feed(data):
-            self._event(ev.data)
-
-    def _event(self, data: bytes) -> None:
+    def _event(self, name: str | None, data: bytes) -> None:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -344,18 +342,9 @@ class AnthropicObserver:
             self._raw.update({k: v for k, v in (obj.get("usage") or {}).items() if v is not None})
         self.usage = usage_from(self._raw)
 
-    def close(self) -> None:
-        if self._dec is not None:
-            for ev in self._dec.flush():
-                self._event(ev.data)
-            return
-        try:
-            obj = orjson.loads(b"".join(self._buf))
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(obj, dict):
-            self.usage = usage_from(obj.get("usage"))
-            self.model = obj.get("model")
+    def _whole(self, obj: dict[str, Any]) -> None:
+        self.usage = usage_from(obj.get("usage"))
+        self.model = obj.get("model")
 
 
 class AnthropicProvider:

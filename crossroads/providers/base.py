@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
+from crossroads.sse import SSEDecoder
+
 
 @dataclass(slots=True)
 class Usage:
@@ -77,6 +81,45 @@ class NativeObserver(Protocol):
     def feed(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
+
+
+class SSEObserver:
+    """What the native observers of SSE providers share: a whole answer is kept and read once
+    complete (``_whole``, with the parsed JSON object), a stream's events are read as they
+    arrive (``_event``, with each event's name and data). Subclasses say what to read."""
+
+    __slots__ = ("usage", "model", "_dec", "_buf")
+
+    def __init__(self, stream: bool) -> None:
+        self.usage = Usage()
+        self.model: str | None = None
+        self._dec = SSEDecoder() if stream else None
+        self._buf: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        if self._dec is None:
+            self._buf.append(data)
+            return
+        for ev in self._dec.feed(data):
+            self._event(ev.event, ev.data)
+
+    def close(self) -> None:
+        if self._dec is not None:
+            for ev in self._dec.flush():
+                self._event(ev.event, ev.data)
+            return
+        try:
+            obj = orjson.loads(b"".join(self._buf))
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(obj, dict):
+            self._whole(obj)
+
+    def _event(self, name: str | None, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _whole(self, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
 
 
 class Provider(Protocol):

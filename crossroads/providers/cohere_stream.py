@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from crossroads.errors import UpstreamProtocolError
-from crossroads.providers.base import Usage
+from crossroads.providers.base import SSEObserver, Usage
 from crossroads.providers.openai_wire import (
     Choice,
     ChunkWriter,
@@ -135,39 +135,23 @@ _HANDLERS: dict[str, Callable[[CohereStream, dict[str, Any]], bytes]] = {
 }
 
 
-class CohereObserver:
+class CohereObserver(SSEObserver):
     """Reads usage from a native Cohere answer (v2 or v1; JSON or SSE) without changing it."""
 
-    def __init__(self, stream: bool) -> None:
-        self.usage = Usage()
-        self.model: str | None = None
-        self._dec = SSEDecoder() if stream else None
-        self._buf: list[bytes] = []
+    __slots__ = ()
 
-    def feed(self, data: bytes) -> None:
-        if self._dec is None:
-            self._buf.append(data)
-            return
-        for ev in self._dec.feed(data):
-            self._take(ev.data)
-
-    def _take(self, data: bytes) -> None:
+    def _event(self, name: str | None, data: bytes) -> None:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
             return
-        if not isinstance(obj, dict):
-            return
+        if isinstance(obj, dict):
+            self._whole(obj)
+
+    def _whole(self, obj: dict[str, Any]) -> None:
         holder = obj.get("delta") if obj.get("type") == "message-end" else obj
         holder = holder if isinstance(holder, dict) else {}
         if holder.get("usage"):
             self.usage = usage_from(holder["usage"])
         elif (holder.get("meta") or {}).get("billed_units"):  # v1 answers
             self.usage = usage_from(holder["meta"])
-
-    def close(self) -> None:
-        if self._dec is not None:
-            for ev in self._dec.flush():
-                self._take(ev.data)
-        else:
-            self._take(b"".join(self._buf))

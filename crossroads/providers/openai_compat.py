@@ -15,6 +15,7 @@ from crossroads.errors import UpstreamProtocolError
 from crossroads.providers.base import (
     Credentials,
     ParsedResponse,
+    SSEObserver,
     UpstreamRequest,
     Usage,
 )
@@ -180,24 +181,11 @@ _FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "respons
 _FINAL_TYPES = tuple(b'{"type":"' + e.encode() + b'"' for e in _FINAL_EVENTS)
 
 
-class ResponsesObserver:
+class ResponsesObserver(SSEObserver):
     """Passthrough of ``POST /responses``: usage from the ``response`` object, or, streamed,
     from the stream's last event. Only that event is parsed; the text deltas are not."""
 
-    __slots__ = ("usage", "model", "_dec", "_buf")
-
-    def __init__(self, stream: bool) -> None:
-        self.usage = Usage()
-        self.model: str | None = None
-        self._dec = SSEDecoder() if stream else None
-        self._buf: list[bytes] = []
-
-    def feed(self, data: bytes) -> None:
-        if self._dec is None:
-            self._buf.append(data)
-            return
-        for ev in self._dec.feed(data):
-            self._event(ev.event, ev.data)
+    __slots__ = ()
 
     def _event(self, name: str | None, data: bytes) -> None:
         if name is not None:
@@ -211,23 +199,11 @@ class ResponsesObserver:
             return
         response = obj.get("response") if isinstance(obj, dict) else None
         if isinstance(response, dict):
-            self._read(response)
+            self._whole(response)
 
-    def _read(self, response: dict[str, Any]) -> None:
-        self.usage = usage_from_responses(response.get("usage"))
-        self.model = response.get("model") or self.model
-
-    def close(self) -> None:
-        if self._dec is not None:
-            for ev in self._dec.flush():
-                self._event(ev.event, ev.data)
-            return
-        try:
-            obj = orjson.loads(b"".join(self._buf))
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(obj, dict):
-            self._read(obj)
+    def _whole(self, obj: dict[str, Any]) -> None:
+        self.usage = usage_from_responses(obj.get("usage"))
+        self.model = obj.get("model") or self.model
 
 
 class OpenAICompatProvider:
