@@ -264,10 +264,11 @@ class DataPlane:
                              f"providers only; use /compat/chat/completions for '{slug}' (or "
                              f"its native path, /{slug}/...)")
         path = chat_path[: -len("/chat/completions")] + "/responses"  # beside chat completions
-        answer = await open_native(call, slug, path, "POST", "",
-                                   orjson.dumps({**obj, "model": model}), plane=self)
-        call.record["request_type"] = "responses"
-        return answer
+        rec = call.record  # set now: logged so even if the provider is never reached
+        rec["provider"], rec["model"], rec["request_type"] = slug, model, "responses"
+        return await open_native(call, slug, path, "POST", "",
+                                 orjson.dumps({**obj, "model": model}), plane=self,
+                                 request_type="responses")
 
     def cache_ttl(self, call: Call) -> int | None:
         """Seconds to cache this request's answer; None or 0 when it is not cached."""

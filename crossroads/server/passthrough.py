@@ -156,7 +156,8 @@ class NativeAnswer(Answer):
 
 async def open_native(call: Call, slug: str, path: str, method: str, query: str, body: bytes,
                       extra_headers: dict[str, str] | None = None,
-                      step: dict[str, Any] | None = None, plane: Any = None) -> Answer:
+                      step: dict[str, Any] | None = None, plane: Any = None,
+                      request_type: str = "native") -> Answer:
     adapter, base = call.provider(slug)
     headers = forward_headers(call.headers)
     for name in call.consumed:  # the gateway token never goes upstream
@@ -169,7 +170,7 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
     req = adapter.native_request(method, path, query, headers, body or None, creds, base)
     model = model_of(body, path)
     rec = call.record
-    rec["provider"], rec["model"], rec["request_type"] = slug, model, "native"
+    rec["provider"], rec["model"], rec["request_type"] = slug, model, request_type
     policy = call.policy(step)
 
     async def attempt(timeout: float | None) -> UpstreamResponse:

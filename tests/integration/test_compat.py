@@ -398,3 +398,9 @@ def test_responses_api_on_compat(gateway_factory: Callable[..., RunningGateway],
             c.responses.create(model=model, input="hi")
         assert words in str(ei.value.body)
     assert len(sent) == 2
+    with pytest.raises(openai.APIStatusError) as ei:  # no key stored for groq
+        c.responses.create(model="groq/llama-3.3-70b-versatile", input="hi")
+    assert "no provider key for 'groq'" in str(ei.value.body)
+    row = gw.logs()[-1]
+    assert (row["request_type"], row["provider"], row["model"], row["success"]) == (
+        "responses", "groq", "llama-3.3-70b-versatile", False)
