@@ -350,7 +350,12 @@ def _vertex_model(model: str, provider: str) -> str:
 
 def _claude(model: str) -> str | None:
     """The Claude model's name when ``model`` is ``anthropic/{name}`` (Vertex's publisher)."""
-    return model[10:] if model.startswith("anthropic/") else None
+    if not model.startswith("anthropic/"):
+        return None
+    if not model[10:]:
+        raise BadRequest("model 'anthropic/' names no Claude model, e.g. "
+                         "'anthropic/claude-sonnet-4-5@20250929'")
+    return model[10:]
 
 
 def _is_claude_path(path: str) -> bool:

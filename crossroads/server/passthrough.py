@@ -186,9 +186,11 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
         observer = (adapter.native_observer(path, req.stream) if method == "POST"
                     else Unbilled())
         # the gateway asked for the stream's usage itself: the caller gets the stream it asked
-        # for, without the usage chunk (only a successful answer is such a stream)
+        # for, without the usage chunk (only a successful answer in SSE is such a stream; a
+        # server that answered with JSON all the same is passed on as it came)
         rewrite = (adapter.chat_stream(model, False)
-                   if req.usage_added and resp.status == 200 else None)
+                   if req.usage_added and resp.status == 200
+                   and resp.content_type.startswith("text/event-stream") else None)
         return NativeAnswer(slug, model, resp, observer, method, rewrite)
 
     if plane is None or method != "POST":

@@ -176,3 +176,18 @@ def test_a_native_stream_without_include_usage_is_still_billed(
     rows = gateway.logs()
     assert [(r["tokens_in"], r["tokens_out"]) for r in rows] == [(12, 7), (12, 7)]
     assert all(r["cost"] and r["cost"] > 0 for r in rows)
+
+
+def test_a_stream_request_answered_with_json_is_passed_on_as_it_came(
+        gateway: RunningGateway, openai_up: StandinServer) -> None:
+    """The gateway asked for the stream's usage, but the server ignored ``stream`` and
+    answered with JSON: that answer reaches the caller unchanged (not cut as a broken
+    stream), and its usage is logged."""
+    openai_up.app[STATE].ignore_stream = True
+    r = httpx.post(gateway.base() + "/openai/chat/completions",
+                   headers={"authorization": f"Bearer {gateway.token()}"},
+                   json={"model": "gpt-4o-mini", "stream": True,
+                         "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.json()["choices"][0]["message"]["content"] == "Hello from the stand-in."
+    assert gateway.logs()[0]["success"] is True

@@ -315,6 +315,8 @@ def test_claude_on_vertex_request() -> None:
     assert req.stream and out["stream"] is True and "model" not in out
     with pytest.raises(UnsupportedFeature, match="'logprobs'.*google-vertex-ai"):
         build({**body, "logprobs": True}, VERTEX, model="anthropic/claude-haiku-4-5")
+    with pytest.raises(BadRequest, match="names no Claude model"):
+        build(body, VERTEX, model="anthropic/")
     with pytest.raises(UnsupportedFeature, match="embeddings"):
         adapter(VERTEX).embeddings_request({"input": "x"}, "anthropic/claude-haiku-4-5",
                                            Credentials("{}", {"access_token": "t"}), BASE)

@@ -67,6 +67,8 @@ class OpenAIState:
     upstream_disconnects: int = 0  # Hang requests whose caller went away
     # a Set-Cookie header on each answer, as OpenAI's edge sends (``__cf_bm``, ``_cfuvid``)
     set_cookie: str | None = None
+    # a server that ignores ``stream`` and always answers with JSON (some local servers)
+    ignore_stream: bool = False
 
     def next(self) -> Any:
         return self.queue.pop(0) if self.queue else self.default
@@ -155,7 +157,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
                                  status=behaviour.status, headers=headers)
     reply = behaviour if isinstance(behaviour, Reply) else Reply()
     cookie = {"set-cookie": state.set_cookie} if state.set_cookie else {}
-    if not body.get("stream"):
+    if not body.get("stream") or state.ignore_stream:
         return web.json_response(completion(model, reply), headers=cookie)
     include = bool((body.get("stream_options") or {}).get("include_usage"))
     resp = web.StreamResponse(headers={"content-type": "text/event-stream", **cookie})
