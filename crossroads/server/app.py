@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -14,6 +15,27 @@ from crossroads.server.dataplane import DataPlane
 from crossroads.server.management import build_management
 
 log = logging.getLogger("crossroads")
+
+
+# the OpenAI-compatible endpoints of Cloudflare's REST API (``api.cloudflare.com``):
+# ``/client/v4/accounts/{account}/ai/v1/{endpoint}``, the gateway named by a header
+REST_ENDPOINTS = frozenset({"chat/completions", "embeddings", "responses"})
+
+
+def rest_api_path(path: str, headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The gateway path a REST API request stands for: ``/v1/{account}/{gateway}/compat/
+    {endpoint}``, the gateway from ``cf-aig-gateway-id`` (``default`` without it, as
+    Cloudflare); None for any other path (the management API's)."""
+    parts = path.split("/", 7)  # "", client, v4, accounts, {account}, ai, v1, {endpoint}
+    if len(parts) != 8 or parts[5] != "ai" or parts[6] != "v1" or parts[7] not in REST_ENDPOINTS:
+        return None
+    gateway = "default"
+    for name, value in headers:
+        if name == b"cf-aig-gateway-id":
+            gateway = value.decode("latin-1").strip() or "default"
+            break
+    # quoted, so that a value with a "/" stays one (unknown) gateway name in the path
+    return f"/v1/{parts[4]}/{quote(gateway, safe='')}/compat/{parts[7]}"
 
 
 class App:
@@ -29,6 +51,10 @@ class App:
             path: str = scope["path"]
             if path.startswith("/v1/"):
                 await self.data(scope, receive, send)
+            elif path.startswith("/client/v4/accounts/") and (
+                    gateway_path := rest_api_path(path, scope["headers"])) is not None:
+                await self.data({**scope, "path": gateway_path,
+                                 "raw_path": gateway_path.encode()}, receive, send)
             elif path == "/healthz" or path == "/health":
                 await self._health(send)
             elif path == "/metrics":

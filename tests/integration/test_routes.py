@@ -322,3 +322,43 @@ def test_explain_endpoint(two_ups: Any) -> None:
     assert res["path"] == ["start", "c", "big", "end"]
     assert res["version"] == 1
     assert a.app[STATE].calls == [], "explain calls no provider"
+
+
+def test_routes_through_the_rest_api_form(two_ups: Any) -> None:
+    """Cloudflare's REST form, ``{API}/accounts/{account}/ai/v1/chat/completions`` with the
+    gateway in ``cf-aig-gateway-id``: routes are scoped to their gateway, and without the
+    header the request resolves against the default gateway (where this route is not: 404,
+    as Cloudflare documents)."""
+    gw, a, _ = two_ups
+    cf(gw).ai_gateway.create(account_id="local", id="support", cache_invalidate_on_update=False,
+                             cache_ttl=0, collect_logs=True, rate_limiting_interval=0,
+                             rate_limiting_limit=0)
+    r = httpx.post(gw.api + "/accounts/local/ai-gateway/gateways/support/routes",
+                   headers={"authorization": f"Bearer {gw.admin_token}"},
+                   json={"name": "triage", "elements": [start("m"), model(
+                       "m", "openai", "gpt-4o-mini"), END]})
+    assert r.status_code == 200, r.text
+    gw.put_key("openai", "sk-openai", gateway="support")
+    token = gw.token(gateway="support")
+    rest = openai.OpenAI(base_url=gw.api + "/accounts/local/ai/v1", api_key=token,
+                         max_retries=0, default_headers={"cf-aig-gateway-id": "support"})
+    out = rest.chat.completions.with_raw_response.create(
+        model="dynamic/triage", messages=[{"role": "user", "content": "hi"}])
+    assert out.headers["cf-aig-route"] == "triage" and out.headers["cf-aig-model"] == (
+        "gpt-4o-mini")
+    assert out.parse().choices[0].message.content == "Hello from the stand-in."
+    assert gw.logs("support")[-1]["route"] == "triage"
+    default = openai.OpenAI(base_url=gw.api + "/accounts/local/ai/v1", api_key=gw.token(),
+                            max_retries=0)
+    with pytest.raises(openai.NotFoundError) as ei:
+        default.chat.completions.create(model="dynamic/triage",
+                                        messages=[{"role": "user", "content": "hi"}])
+    assert "not found on gateway 'default'" in str(ei.value.body)
+    assert default.chat.completions.create(  # the default gateway's own models still answer
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices
+    odd = httpx.post(gw.api + "/accounts/local/ai/v1/chat/completions",
+                     headers={"authorization": f"Bearer {token}", "cf-aig-gateway-id": "a/b"},
+                     json={"model": "dynamic/triage", "messages": []})
+    assert odd.status_code == 404 and "a%2Fb" in odd.text
+    assert httpx.post(gw.api + "/accounts/local/ai/v1/images/generations",
+                      headers={"authorization": f"Bearer {token}"}, json={}).status_code == 404
