@@ -114,6 +114,12 @@ class RateLimited(GatewayError):
     default_message = "Rate limit exceeded"
 
 
+class SpendLimited(RateLimited):
+    """A gateway spend limit (``spend_limits``) is spent."""
+
+    default_message = "Spending limit exceeded"
+
+
 class UpstreamError(GatewayError):
     status = 502
     code = 2005

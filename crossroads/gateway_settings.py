@@ -5,9 +5,50 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from crossroads.spend_limits import MAX_RULES
 
 GATEWAY_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+
+
+class SpendFilter(BaseModel):
+    mode: Literal["filter"]
+    values: list[str] = Field(min_length=1)
+
+
+class SpendMetadata(BaseModel):
+    mode: Literal["filter", "partition"]
+    values: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _values(self) -> SpendMetadata:
+        if self.mode == "filter" and not self.values:
+            raise ValueError("a metadata filter needs values")
+        return self
+
+
+class SpendRule(BaseModel):
+    """One budget of ``spend_limits`` (see ``crossroads.spend_limits``)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str | None = None
+    enabled: bool = True
+    limit: float = Field(ge=0)
+    limit_type: Literal["cost"] = Field("cost", alias="limitType")
+    window: int = Field(gt=0, le=366 * 24 * 3600)
+    technique: Literal["fixed", "sliding"] = "fixed"
+    model: SpendFilter | None = None
+    provider: SpendFilter | None = None
+    metadata: dict[str, SpendMetadata] | None = None
+
+
+class SpendLimits(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    enabled: bool = True
+    rules: list[SpendRule] = Field(default_factory=list, max_length=MAX_RULES)
 
 
 class GatewaySettings(BaseModel):
@@ -35,6 +76,7 @@ class GatewaySettings(BaseModel):
     zdr: bool = False
     # Crossroads extension: when Redis is down, do limits admit (open) or refuse (closed)?
     limits_on_store_failure: Literal["open", "closed"] | None = None
+    spend_limits: SpendLimits | None = None
 
     @field_validator("id")
     @classmethod
@@ -44,7 +86,7 @@ class GatewaySettings(BaseModel):
         return v
 
     def stored(self) -> dict[str, Any]:
-        out = self.model_dump(mode="json")
+        out = self.model_dump(mode="json", by_alias=True)
         out.pop("id", None)
         return out
 

@@ -18,6 +18,7 @@ from crossroads.providers.base import ParsedResponse, Provider, StreamTranslator
 from crossroads.providers.pricing import cost_of
 from crossroads.server.call import Call
 from crossroads.server.respond import JSON_CT, SSE_HEADERS, Responder
+from crossroads.server.spend import check_spend, settle_spend
 from crossroads.upstream import UpstreamResponse
 
 
@@ -31,6 +32,8 @@ def account_usage(call: Call, provider: str, model: str, usage: Usage) -> float 
     if cost:
         for hook in call.cost_hooks:
             hook(cost)
+        if call.gateway.get("spend_limits"):
+            settle_spend(call, provider, model, cost)
     return cost
 
 
@@ -204,6 +207,8 @@ async def open_chat(call: Call, body: dict[str, Any], slug: str, model: str,
     """Send a canonical chat (or embeddings) request to ``slug``; return once it answers.
     A provider error status on the last attempt comes back as a ProviderErrorAnswer."""
     adapter, base = call.provider(slug)
+    if call.gateway.get("spend_limits"):
+        await check_spend(call, slug, model)
     ready = call.ready_credentials(adapter, slug)
     creds, caller = ready if ready is not None else await call.signing_credentials(adapter, slug)
     if kind == "embeddings":

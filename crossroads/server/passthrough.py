@@ -17,6 +17,7 @@ from crossroads.providers.base import NativeObserver, StreamTranslator, Usage
 from crossroads.server.answers import Answer, Copies, ProviderErrorAnswer, account_usage
 from crossroads.server.call import Call
 from crossroads.server.respond import Responder
+from crossroads.server.spend import check_spend
 from crossroads.upstream import UpstreamResponse
 
 _DROP = frozenset({"host", "content-length", "connection", "accept-encoding", "keep-alive",
@@ -176,7 +177,9 @@ async def open_native(call: Call, slug: str, path: str, method: str, query: str,
     async def attempt(timeout: float | None) -> UpstreamResponse:
         return await call.rt.upstream.open(req, timeout)
 
-    async def opener() -> Answer:
+    async def opener() -> Answer:  # not called for a cached answer, which costs nothing
+        if method == "POST" and call.gateway.get("spend_limits"):
+            await check_spend(call, slug, model)
         try:
             resp = await with_retries(attempt, policy, call.rt.clock)
         except ProviderHTTPError as err:
