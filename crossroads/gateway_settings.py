@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crossroads.spend_limits import MAX_RULES
+from crossroads.vault import preview
 
 GATEWAY_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
 
@@ -88,7 +89,23 @@ class GatewaySettings(BaseModel):
     def stored(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", by_alias=True)
         out.pop("id", None)
+        _forget_unused_secrets(out)
         return out
+
+
+# settings kept only so that the SDK's full-replace updates round-trip (nothing here acts on
+# them) whose ``authorization`` is a credential: only its preview is kept, never the secret
+_UNUSED_WITH_SECRETS = ("otel", "stripe")
+
+
+def _forget_unused_secrets(settings: dict[str, Any]) -> None:
+    for name in _UNUSED_WITH_SECRETS:
+        value = settings.get(name)
+        for entry in value if isinstance(value, list) else [value]:
+            if isinstance(entry, dict) and isinstance(entry.get("authorization"), str):
+                secret = entry["authorization"]
+                if "…" not in secret and set(secret) != {"*"}:  # not a preview already
+                    entry["authorization"] = preview(secret)
 
 
 def default_gateway_settings(gateway_id: str = "default") -> GatewaySettings:

@@ -94,3 +94,35 @@ def test_openapi_document_is_served(gateway: RunningGateway) -> None:
     assert "/client/v4/accounts/{account_id}/ai-gateway/gateways" in doc["paths"]
     assert "/client/v4/accounts/{account_id}/ai-gateway/gateways/{gateway_id}/routes" in doc[
         "paths"]
+
+
+def test_settings_kept_for_round_trips_never_keep_their_secrets(gateway: RunningGateway
+                                                                ) -> None:
+    """``otel`` and ``stripe`` are stored (the SDK's full-replace update sends them back) but
+    not acted on: their ``authorization`` is kept as a preview only, in the database too."""
+    import sqlalchemy as sa
+
+    from crossroads.store import schema
+
+    secret = "Bearer otel-collector-secret-9876"
+    common = dict(account_id="local", cache_invalidate_on_update=False, cache_ttl=None,
+                  collect_logs=True, rate_limiting_interval=0, rate_limiting_limit=0)
+    client = cf(gateway)
+    client.ai_gateway.update("default", otel=[{  # type: ignore[arg-type]
+        "url": "https://collector.example/v1/traces", "headers": {"x-team": "a"},
+        "authorization": secret, "content_type": "json"}], **common)
+    got = client.ai_gateway.get("default", account_id="local")
+    assert got.otel is not None and got.otel[0].authorization == "Bea…9876"
+    assert got.otel[0].url == "https://collector.example/v1/traces"
+    client.ai_gateway.update("default", otel=[{  # what a full-replace update sends back
+        "url": got.otel[0].url, "headers": {"x-team": "a"},
+        "authorization": got.otel[0].authorization or ""}], **common)
+    again = client.ai_gateway.get("default", account_id="local")
+    assert again.otel is not None and again.otel[0].authorization == "Bea…9876"
+
+    async def stored() -> str:
+        async with gateway.rt.store.engine.connect() as c:
+            rows = await c.execute(sa.select(schema.gateways.c.settings))
+            return repr([r[0] for r in rows])
+
+    assert "otel-collector-secret" not in gateway.thread.run(stored())
