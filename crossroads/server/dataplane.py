@@ -291,7 +291,10 @@ class DataPlane:
         o = call.options
         if auth is None:
             auth = call.caller_key or ""
-        key = cache_key(call.gateway_id, slug, endpoint, model, auth, raw, o.cache_key)
+        scope = call.gateway_id
+        if call.gateway.get("cache_invalidate_on_update"):  # a new generation per update
+            scope += "@" + str(call.gateway.get("modified_at"))
+        key = cache_key(scope, slug, endpoint, model, auth, raw, o.cache_key)
         now = self.rt.clock.now()
         hit = await cache.get(key, now)
         if hit is None:

@@ -265,3 +265,20 @@ def test_a_broken_cache_is_a_miss_not_an_error(gateway: RunningGateway,
         assert r.json()["choices"][0]["message"]["content"] == "Hello from the stand-in."
     assert broken.gets == 3
     assert len(openai_up.app[STATE].calls) == 3
+
+
+def test_cache_invalidate_on_update(gateway: RunningGateway, openai_up: StandinServer) -> None:
+    """With ``cache_invalidate_on_update``, any update of the gateway's settings starts the
+    cache afresh (answers stored before it are no longer served); without it they are."""
+    token = gateway.token()
+    gateway.update_gateway(cache_ttl=300)
+    assert [post(gateway, token).headers["cf-aig-cache-status"] for _ in range(2)] == [
+        "MISS", "HIT"]
+    gateway.update_gateway(cache_ttl=300, retry_delay=100)  # not flagged: still a hit
+    assert post(gateway, token).headers["cf-aig-cache-status"] == "HIT"
+    gateway.update_gateway(cache_ttl=300, cache_invalidate_on_update=True)
+    statuses = [post(gateway, token).headers["cf-aig-cache-status"] for _ in range(2)]
+    assert statuses == ["MISS", "HIT"]
+    gateway.update_gateway(cache_ttl=300, cache_invalidate_on_update=True, retry_delay=200)
+    assert post(gateway, token).headers["cf-aig-cache-status"] == "MISS"
+    assert len(openai_up.app[STATE].calls) == 3
