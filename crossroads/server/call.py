@@ -11,7 +11,7 @@ import orjson
 
 from crossroads import tokens
 from crossroads.attempts import RetryPolicy, merge_policy
-from crossroads.errors import MissingProviderKey, Unauthorized, UnknownProvider
+from crossroads.errors import MissingProviderKey, ServiceDegraded, Unauthorized, UnknownProvider
 from crossroads.headers import NO_OPTIONS, RequestOptions
 from crossroads.providers.base import Credentials, Provider
 from crossroads.runtime import Runtime
@@ -92,6 +92,15 @@ class Call:
         if creds is not None:
             creds = await prepare(creds, self.rt.upstream.session, self.rt.clock)
         return creds, caller
+
+    def store_failed(self, what: str, exc: Exception) -> None:
+        """A limit's store failed: raise ``ServiceDegraded`` if this gateway fails closed
+        (``limits_on_store_failure``), else return and the limit admits the call."""
+        policy = (self.gateway.get("limits_on_store_failure")
+                  or self.rt.settings.limits_on_store_failure)
+        if policy == "closed":
+            raise ServiceDegraded(f"{what} store unavailable and this gateway fails closed"
+                                  ) from exc
 
     def policy(self, step: dict[str, Any] | None = None) -> RetryPolicy:
         """Retries and timeout for one upstream call: the gateway's settings, overridden by

@@ -25,7 +25,6 @@ from crossroads.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
-    ServiceDegraded,
     Unauthorized,
 )
 from crossroads.headers import NO_OPTIONS, parse_options
@@ -187,10 +186,7 @@ class DataPlane:
             adm = await call.rt.counters.hit(key, 1, limit, interval, technique,
                                              call.rt.clock.now())
         except Exception as exc:
-            policy = gw.get("limits_on_store_failure") or call.rt.settings.limits_on_store_failure
-            if policy == "closed":
-                raise ServiceDegraded("rate-limit store unavailable and this gateway fails "
-                                      "closed") from exc
+            call.store_failed("rate-limit", exc)
             return
         reset = max(int(adm.reset_after + 0.999), 1)
         headers = {"x-ratelimit-limit": str(int(limit)), "x-ratelimit-remaining":

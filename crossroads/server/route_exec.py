@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from crossroads.attempts import RetryPolicy
-from crossroads.errors import GatewayError, NotFound, ServiceDegraded
+from crossroads.errors import GatewayError, NotFound
 from crossroads.routing.plan import CallModel, CheckLimit, Finish, RouteWalk
 from crossroads.server.answers import Answer, ProviderErrorAnswer, open_chat
 from crossroads.server.call import Call
@@ -52,11 +52,7 @@ async def _check_limit(call: Call, step: CheckLimit) -> bool:
                 call.cost_hooks.append(lambda cost: _settle(rt, counters, key, cost, window,
                                                             technique))
     except Exception as exc:
-        policy = (call.gateway.get("limits_on_store_failure")
-                  or rt.settings.limits_on_store_failure)
-        if policy == "closed":
-            raise ServiceDegraded("limit store unavailable and this gateway fails closed"
-                                  ) from exc
+        call.store_failed("limit", exc)
         return True
     if not adm.admitted:
         rt.metrics.rate_limited(call.gateway_id, "route")

@@ -7,7 +7,7 @@ answer, so concurrent calls may overshoot by what they cost (docs/decisions.md).
 
 from __future__ import annotations
 
-from crossroads.errors import ServiceDegraded, SpendLimited
+from crossroads.errors import SpendLimited
 from crossroads.server.call import Call
 from crossroads.spend_limits import Budget, budgets
 
@@ -25,11 +25,7 @@ async def check_spend(call: Call, provider: str, model: str) -> None:
         try:
             adm = await rt.counters.check_spent(b.key, b.limit, b.window, b.technique, now)
         except Exception as exc:
-            policy = (call.gateway.get("limits_on_store_failure")
-                      or rt.settings.limits_on_store_failure)
-            if policy == "closed":
-                raise ServiceDegraded("spend-limit store unavailable and this gateway fails "
-                                      "closed") from exc
+            call.store_failed("spend-limit", exc)
             continue
         if not adm.admitted:
             rt.metrics.rate_limited(call.gateway_id, "spend")
