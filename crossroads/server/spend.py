@@ -29,10 +29,9 @@ async def check_spend(call: Call, provider: str, model: str) -> None:
             continue
         if not adm.admitted:
             rt.metrics.rate_limited(call.gateway_id, "spend")
-            spent = b.limit - adm.remaining
             raise SpendLimited(
-                f"spend limit '{b.rule}' exceeded for {provider}/{model}: "
-                f"${spent:.6g} of ${b.limit:.6g} per {b.window:g} s",
+                f"spend limit '{b.rule}' exceeded for {provider}/{model}: its budget of "
+                f"${b.limit:.6g} per {b.window:g} s is spent",
                 headers={"retry-after": str(max(int(adm.reset_after + 0.999), 1))},
                 details={"rule": b.rule, "limit": b.limit, "window": b.window})
 
