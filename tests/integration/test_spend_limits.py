@@ -122,3 +122,22 @@ def test_no_rules_no_checks(gateway_factory: Callable[..., RunningGateway],
         client(gw).chat.completions.create(model="openai/gpt-4o", messages=ASK)
     set_limits(gw, [])
     assert client(gw).chat.completions.create(model="openai/gpt-4o", messages=ASK).choices
+
+
+def test_a_universal_step_over_budget_falls_through_to_the_next(
+        gw: RunningGateway, openai_up: StandinServer) -> None:
+    set_limits(gw, [{"id": "gpt-4o", "limit": 0, "limitType": "cost", "window": 60,
+                     "model": {"mode": "filter", "values": ["gpt-4o"]}}])
+
+    def step(model: str) -> dict[str, Any]:
+        return {"provider": "openai", "endpoint": "chat/completions",
+                "headers": {"Content-Type": "application/json"},
+                "query": {"model": model, "messages": ASK}}
+
+    r = httpx.post(gw.base(), json=[step("gpt-4o"), step("gpt-4o-mini")], timeout=20,
+                   headers={"cf-aig-authorization": f"Bearer {gw.token()}"})
+    assert r.status_code == 200 and r.headers["cf-aig-step"] == "1"
+    assert [c["json"]["model"] for c in openai_up.app[STATE].calls] == ["gpt-4o-mini"]
+    only = httpx.post(gw.base(), json=[step("gpt-4o")], timeout=20,
+                      headers={"cf-aig-authorization": f"Bearer {gw.token()}"})
+    assert only.status_code == 429 and "spend limit 'gpt-4o'" in only.text
