@@ -52,6 +52,33 @@ class SpendLimits(BaseModel):
     rules: list[SpendRule] = Field(default_factory=list, max_length=MAX_RULES)
 
 
+class OtelExporter(BaseModel):
+    """An OTLP/HTTP collector of the gateway's spans (``crossroads.otel``). ``authorization``
+    is the header value it wants; the API seals it with the vault (only a preview is shown)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    authorization: str | None = None
+    content_type: Literal["json", "protobuf"] = "json"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("an otel exporter's url must be http:// or https://")
+        return v
+
+    @field_validator("content_type")
+    @classmethod
+    def _json_only(cls, v: str) -> str:
+        if v != "json":
+            raise ValueError("otel exporters send OTLP/JSON only (as Cloudflare): "
+                             "content_type must be 'json'")
+        return v
+
+
 class GatewaySettings(BaseModel):
     """Unknown fields are kept (Cloudflare adds settings often; a full-replace update from a
     newer SDK must not fail), known ones are checked against Cloudflare's bounds."""
@@ -78,6 +105,7 @@ class GatewaySettings(BaseModel):
     # Crossroads extension: when Redis is down, do limits admit (open) or refuse (closed)?
     limits_on_store_failure: Literal["open", "closed"] | None = None
     spend_limits: SpendLimits | None = None
+    otel: list[OtelExporter] | None = Field(default=None, max_length=10)
 
     @field_validator("id")
     @classmethod
@@ -93,8 +121,9 @@ class GatewaySettings(BaseModel):
         return out
 
 
-# settings kept only so that the SDK's full-replace updates round-trip (nothing here acts on
-# them) whose ``authorization`` is a credential: only its preview is kept, never the secret
+# settings whose ``authorization`` is a credential: only its preview is kept in the settings
+# (the management API seals an ``otel`` exporter's first, see ``seal_otel``; ``stripe`` is
+# kept for the SDK's full-replace updates only, nothing here acts on it)
 _UNUSED_WITH_SECRETS = ("otel", "stripe")
 
 
@@ -113,3 +142,37 @@ def default_gateway_settings(gateway_id: str = "default") -> GatewaySettings:
     rate limiting off (as Cloudflare's auto-created ``default``)."""
     return GatewaySettings(id=gateway_id, authentication=True, collect_logs=True,
                            cache_ttl=None, rate_limiting_interval=None, rate_limiting_limit=None)
+
+
+def seal_otel(body: dict[str, Any], seal: Any, previous: dict[str, Any] | None) -> None:
+    """Before a gateway's settings are stored: each ``otel`` exporter's ``authorization``
+    sealed (``seal(value, index)``) into ``authorization_sealed`` and replaced by its preview.
+    A preview sent back unchanged (the SDK's full-replace update) keeps the sealed value of
+    the exporter at that position."""
+    exporters = body.get("otel")
+    if not isinstance(exporters, list):
+        return
+    before = (previous or {}).get("otel") or []
+    for i, exp in enumerate(exporters):
+        if not isinstance(exp, dict):
+            continue
+        exp.pop("authorization_sealed", None)  # never taken from a caller
+        value = exp.get("authorization")
+        if not isinstance(value, str) or not value:
+            continue
+        old = before[i] if i < len(before) and isinstance(before[i], dict) else {}
+        if value == old.get("authorization") and old.get("authorization_sealed"):
+            exp["authorization_sealed"] = old["authorization_sealed"]
+        else:
+            exp["authorization_sealed"] = seal(value, i)
+            exp["authorization"] = preview(value)
+
+
+def public_settings(gw: dict[str, Any]) -> dict[str, Any]:
+    """A gateway as the API shows it: sealed values left out."""
+    exporters = gw.get("otel")
+    if not isinstance(exporters, list):
+        return gw
+    shown = [{k: v for k, v in e.items() if k != "authorization_sealed"}
+             if isinstance(e, dict) else e for e in exporters]
+    return {**gw, "otel": shown}

@@ -20,6 +20,7 @@ from crossroads.gateway_settings import default_gateway_settings
 from crossroads.limits import Counters, MemoryCounters
 from crossroads.metrics import Metrics
 from crossroads.requestlog import LogWriter
+from crossroads.server.otel_export import OtelExport
 from crossroads.snapshot import Providers, Snapshot, key_context, load_snapshot
 from crossroads.store.sql import SQLStore
 from crossroads.upstream import UpstreamClient
@@ -49,6 +50,7 @@ class Runtime:
         self._counters_override = counters
         self.counters: Counters = counters or MemoryCounters()
         self.cache: Any = None
+        self.otel = OtelExport(self)  # spans for the gateways with an ``otel`` setting
         self.degraded: dict[str, str] = {}
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -94,6 +96,7 @@ class Runtime:
         if self.retention is not None:
             await self.retention.stop()
         await self.logs.stop()
+        await self.otel.flush()  # the spans of the last requests, before the session closes
         await self.upstream.close()
         await self.counters.close()
         if self.cache is not None:

@@ -136,6 +136,10 @@ class Call:
         collect = self.gateway.get("collect_logs", True)
         if self.options.collect_log is not None:
             collect = self.options.collect_log
+        otel = self.gateway.get("otel")
+        if otel:  # bodies go to the collectors only when they are logged
+            self.rt.otel.export(self.account, self.gateway_id, otel, rec, self.headers,
+                                bool(collect) and self.options.collect_log_payload)
         if not collect:
             return
         if not self.options.collect_log_payload:

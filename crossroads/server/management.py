@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crossroads import tokens
 from crossroads.errors import BadRequest, GatewayError, NotFound, Unauthorized
-from crossroads.gateway_settings import GatewaySettings
+from crossroads.gateway_settings import GatewaySettings, public_settings, seal_otel
 from crossroads.runtime import Runtime
+from crossroads.server.otel_export import otel_context
 from crossroads.server.respond import api_error_envelope
 from crossroads.store import logs as logstore
 
@@ -104,7 +105,13 @@ def build_management(rt: Runtime) -> FastAPI:
 
 def _gateway_routes(r: APIRouter, rt: Runtime) -> None:
     def out(account: str, gw: dict[str, Any]) -> dict[str, Any]:
-        return dict(gw, account_id=account, is_default=gw["id"] == "default")
+        return dict(public_settings(gw), account_id=account, is_default=gw["id"] == "default")
+
+    def sealed(account: str, gateway_id: str, body: dict[str, Any],
+               previous: dict[str, Any] | None) -> dict[str, Any]:
+        seal_otel(body, lambda value, i: rt.vault.encrypt(
+            value, otel_context(account, gateway_id, i)), previous)
+        return body
 
     @r.get("/gateways")
     async def list_gateways(account_id: str, page: int = 1, per_page: int = 20,
@@ -118,7 +125,8 @@ def _gateway_routes(r: APIRouter, rt: Runtime) -> None:
 
     @r.post("/gateways")
     async def create_gateway(account_id: str, request: Request) -> Response:
-        settings = _settings(await _json(request))
+        body = await _json(request)
+        settings = _settings(sealed(account_id, str(body.get("id")), body, None))
         gw = await rt.store.create_gateway(account_id, settings.id, settings.stored())
         await rt.changed()
         return ok(out(account_id, gw))
@@ -131,7 +139,8 @@ def _gateway_routes(r: APIRouter, rt: Runtime) -> None:
     async def update_gateway(account_id: str, gateway_id: str, request: Request) -> Response:
         body = await _json(request)
         body["id"] = gateway_id
-        settings = _settings(body)
+        previous = await rt.store.get_gateway(account_id, gateway_id)
+        settings = _settings(sealed(account_id, gateway_id, body, previous))
         gw = await rt.store.update_gateway(account_id, gateway_id, settings.stored())
         await rt.changed()
         return ok(out(account_id, gw))
