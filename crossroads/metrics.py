@@ -51,6 +51,7 @@ class Metrics:
         self._epoch = 0
         self._logs_dropped = 0
         self._logs_pending = 0
+        self._otel = (0, 0, 0)
         self.registry.register(self)  # type: ignore[arg-type]
 
     def set_config_epoch(self, epoch: int) -> None:
@@ -127,9 +128,17 @@ class Metrics:
                                 value=self._logs_dropped)
         yield GaugeMetricFamily("crossroads_logs_pending", "Log records waiting to be written",
                                 value=self._logs_pending)
+        spans = CounterMetricFamily("crossroads_otel_spans", "Spans for OTLP collectors",
+                                    labels=["outcome"])
+        for outcome, n in zip(("sent", "failed", "dropped"), self._otel, strict=True):
+            spans.add_metric([outcome], n)
+        yield spans
         yield GaugeMetricFamily("crossroads_config_epoch", "Configuration epoch in use",
                                 value=self._epoch)
 
-    def render(self, dropped: int, pending: int) -> bytes:
+    def render(self, dropped: int, pending: int,
+               otel: tuple[int, int, int] = (0, 0, 0)) -> bytes:
+        """``otel``: spans sent, failed and dropped so far."""
         self._logs_dropped, self._logs_pending = dropped, pending
+        self._otel = otel
         return generate_latest(self.registry)

@@ -95,7 +95,9 @@ class App:
         await send({"type": "http.response.body", "body": body})
 
     async def _metrics(self, send: Any) -> None:
-        body = self.rt.metrics.render(self.rt.logs.dropped, self.rt.logs.pending)
+        otel = self.rt.otel
+        body = self.rt.metrics.render(self.rt.logs.dropped, self.rt.logs.pending,
+                                      (otel.sent, otel.failed, otel.dropped))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain; version=0.0.4")]})
         await send({"type": "http.response.body", "body": body})

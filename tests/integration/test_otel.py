@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import cloudflare
+import httpx
 import openai
 import orjson
 import pytest
@@ -89,6 +90,8 @@ def test_a_dead_collector_costs_its_spans_never_a_request(gateway: RunningGatewa
             model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices
     gateway.thread.run(gateway.rt.otel.flush())
     assert gateway.rt.otel.failed == 3 and gateway.rt.otel.sent == 0
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'crossroads_otel_spans_total{outcome="failed"} 3.0' in metrics
 
 
 def test_bad_exporters_are_refused(gateway: RunningGateway) -> None:
