@@ -13,6 +13,7 @@ from crossroads.config import Settings
 from crossroads.runtime import Runtime
 from crossroads.server.dataplane import DataPlane
 from crossroads.server.management import build_management
+from crossroads.server.realtime import realtime
 
 log = logging.getLogger("crossroads")
 
@@ -61,6 +62,12 @@ class App:
                 await self._metrics(send)
             else:
                 await self.manage(scope, receive, send)
+        elif kind == "websocket":
+            if scope["path"].startswith("/v1/"):
+                await realtime(self.rt, scope, receive, send)
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 

@@ -263,6 +263,42 @@ async def _stored_response(request: web.Request) -> web.Response:
                               "id": request.match_info["id"]})
 
 
+def realtime_event(kind: str, **fields: Any) -> str:
+    return orjson.dumps({"type": kind, "event_id": f"event_{kind}", **fields}).decode()
+
+
+async def _realtime(request: web.Request) -> web.WebSocketResponse:
+    """``GET /v1/realtime?model=...`` (a WebSocket): ``session.created`` first; each
+    ``response.create`` gets ``response.created`` and a ``response.done`` with usage; a
+    ``stand-in.close`` event makes the stand-in close the connection."""
+    state = request.app[STATE]
+    state.calls.append({"path": request.path, "headers": dict(request.headers), "json": None,
+                        "query": request.query_string})
+    ws = web.WebSocketResponse(protocols=("realtime",))
+    await ws.prepare(request)
+    model = request.query.get("model", "")
+    await ws.send_str(realtime_event("session.created", session={
+        "id": "sess_standin", "object": "realtime.session", "model": model}))
+    async for msg in ws:
+        if msg.type != web.WSMsgType.TEXT:
+            continue
+        kind = orjson.loads(msg.data).get("type")
+        if kind == "response.create":
+            response = {"id": "resp_standin", "object": "realtime.response",
+                        "status": "in_progress", "output": []}
+            await ws.send_str(realtime_event("response.created", response=response))
+            await ws.send_str(realtime_event("response.done", response={
+                **response, "status": "completed",
+                "usage": {"total_tokens": 26, "input_tokens": 20, "output_tokens": 6,
+                          "input_token_details": {"cached_tokens": 0, "text_tokens": 20,
+                                                  "audio_tokens": 0},
+                          "output_token_details": {"text_tokens": 6, "audio_tokens": 0}}}))
+        elif kind == "stand-in.close":
+            await ws.close(code=1000)
+            break
+    return ws
+
+
 async def _embeddings(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await request.json()
@@ -282,4 +318,5 @@ def create_app(prefix: str = "/v1") -> web.Application:
     app.router.add_post(prefix + "/embeddings", _embeddings)
     app.router.add_post(prefix + "/responses", _responses)
     app.router.add_get(prefix + "/responses/{id}", _stored_response)
+    app.router.add_get(prefix + "/realtime", _realtime)
     return app
