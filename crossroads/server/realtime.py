@@ -30,6 +30,7 @@ from crossroads.providers.base import Usage
 from crossroads.server.answers import account_usage
 from crossroads.server.call import Call, authenticate, new_record
 from crossroads.server.passthrough import forward_headers
+from crossroads.server.spend import check_spend
 
 log = logging.getLogger("crossroads")
 
@@ -94,7 +95,7 @@ async def realtime(rt: Any, scope: dict[str, Any], receive: Any, send: Any) -> N
     record["provider"], record["model"], record["request_type"] = slug, model, "realtime"
     call = Call(rt, snap, account, gateway_id, gateway, headers, options, log_id,
                 time.perf_counter(), caller_key, consumed, record)
-    upstream = await _open_upstream(call, slug, rest, query, protocols, send)
+    upstream = await _open_upstream(call, slug, model, rest, query, protocols, send)
     if upstream is None:
         return
     await send({"type": "websocket.accept", "subprotocol": upstream.protocol,
@@ -106,12 +107,14 @@ async def realtime(rt: Any, scope: dict[str, Any], receive: Any, send: Any) -> N
                 error="provider connection failed" if closed_by == "error" else None)
 
 
-async def _open_upstream(call: Call, slug: str, rest: str, query: str,
+async def _open_upstream(call: Call, slug: str, model: str, rest: str, query: str,
                          protocols: list[str], send: Any) -> Any:
     """The provider's WebSocket, or None once the caller's handshake has been refused."""
     rt = call.rt
     try:
         adapter, base = call.provider(slug)
+        if call.gateway.get("spend_limits"):  # a session counts against the budgets too
+            await check_spend(call, slug, model)
         fwd = forward_headers(call.headers)
         for name in (*call.consumed, *_HANDSHAKE):
             fwd.pop(name, None)

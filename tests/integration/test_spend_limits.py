@@ -141,3 +141,20 @@ def test_a_universal_step_over_budget_falls_through_to_the_next(
     only = httpx.post(gw.base(), json=[step("gpt-4o")], timeout=20,
                       headers={"cf-aig-authorization": f"Bearer {gw.token()}"})
     assert only.status_code == 429 and "spend limit 'gpt-4o'" in only.text
+
+
+def test_a_realtime_session_counts_against_the_budget(gw: RunningGateway,
+                                                      openai_up: StandinServer) -> None:
+    """Its usage (``response.done``) is charged when it ends; a spent budget refuses the next
+    handshake."""
+    set_limits(gw, [{"limit": 1e-9, "limitType": "cost", "window": 3600}])
+    client = openai.OpenAI(base_url=gw.base() + "/openai", api_key=gw.token(), max_retries=0)
+    with client.realtime.connect(model="gpt-4o-realtime-preview") as conn:
+        conn.recv()
+        conn.response.create()
+        assert [conn.recv().type for _ in range(2)][-1] == "response.done"
+    row = gw.logs()[0]
+    assert row["cost"] and row["cost"] > 0
+    with pytest.raises(Exception, match="403"):  # the handshake is refused
+        with client.realtime.connect(model="gpt-4o-realtime-preview") as conn:
+            conn.recv()
