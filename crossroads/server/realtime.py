@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 import aiohttp
 import orjson
 
-from crossroads.errors import GatewayError, NotFound
+from crossroads.errors import GatewayError, NotFound, Unauthorized
 from crossroads.headers import parse_options
 from crossroads.ids import uuid7
 from crossroads.providers.base import Usage
@@ -77,11 +77,20 @@ async def realtime(rt: Any, scope: dict[str, Any], receive: Any, send: Any) -> N
             headers["cf-aig-authorization"] = "Bearer " + p[len(_BROWSER_TOKEN):]
     protocols = [p for p in offered if not p.startswith(_BROWSER_TOKEN)]
     snap = rt.snapshot
-    gateway = snap.gateways.get((account, gateway_id))
     try:
-        if gateway is None:
-            raise NotFound(f"gateway '{gateway_id}' not found in account '{account}'")
-        caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway, headers)
+        for attempt in (0, 1):  # a token or gateway made a moment ago: once more, refreshed
+            gateway = snap.gateways.get((account, gateway_id))
+            try:
+                if gateway is None:
+                    raise NotFound(f"gateway '{gateway_id}' not found in account '{account}'")
+                caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway,
+                                                    headers)
+                break
+            except (Unauthorized, NotFound):
+                fresh = await rt.refreshed(snap) if attempt == 0 else None
+                if fresh is None:
+                    raise
+                snap = fresh
         options = parse_options(headers)
     except GatewayError as exc:
         await _refuse(send, 1008, exc.message)
