@@ -11,9 +11,9 @@ import orjson
 from crossroads.errors import BadRequest, UpstreamProtocolError
 from crossroads.providers import canonical as cn
 from crossroads.providers.base import (
+    AnswerObserver,
     Credentials,
     ParsedResponse,
-    SSEObserver,
     UpstreamRequest,
     Usage,
 )
@@ -318,7 +318,7 @@ _HANDLERS: dict[str, Callable[[AnthropicStream, dict[str, Any]], bytes]] = {
 }
 
 
-class AnthropicObserver(SSEObserver):
+class AnthropicObserver(AnswerObserver):
     """Reads usage from a native Messages answer (JSON or SSE) without changing it."""
 
     __slots__ = ("_raw",)

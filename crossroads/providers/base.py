@@ -83,30 +83,40 @@ class NativeObserver(Protocol):
     def close(self) -> None: ...
 
 
-class SSEObserver:
-    """What the native observers of SSE providers share: a whole answer is kept and read once
-    complete (``_whole``, with the parsed JSON object), a stream's events are read as they
-    arrive (``_event``, with each event's name and data). Subclasses say what to read."""
+class AnswerObserver:
+    """What the native observers share: a whole answer is kept and read once complete
+    (``_whole``, with the parsed JSON object); a stream is decoded as it arrives (SSE here:
+    ``_event`` gets each event's name and data; another framing overrides ``_decoder``,
+    ``_stream`` and ``_end``). Subclasses say what to read."""
 
     __slots__ = ("usage", "model", "_dec", "_buf")
 
     def __init__(self, stream: bool) -> None:
         self.usage = Usage()
         self.model: str | None = None
-        self._dec = SSEDecoder() if stream else None
+        self._dec: Any = self._decoder() if stream else None
         self._buf: list[bytes] = []
+
+    def _decoder(self) -> Any:
+        return SSEDecoder()
 
     def feed(self, data: bytes) -> None:
         if self._dec is None:
             self._buf.append(data)
-            return
+        else:
+            self._stream(data)
+
+    def _stream(self, data: bytes) -> None:
         for ev in self._dec.feed(data):
+            self._event(ev.event, ev.data)
+
+    def _end(self) -> None:
+        for ev in self._dec.flush():
             self._event(ev.event, ev.data)
 
     def close(self) -> None:
         if self._dec is not None:
-            for ev in self._dec.flush():
-                self._event(ev.event, ev.data)
+            self._end()
             return
         try:
             obj = orjson.loads(b"".join(self._buf))

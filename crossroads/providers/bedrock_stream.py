@@ -10,7 +10,7 @@ import orjson
 
 from crossroads.errors import UpstreamProtocolError
 from crossroads.providers.aws_eventstream import EventStreamDecoder, Message
-from crossroads.providers.base import Usage
+from crossroads.providers.base import AnswerObserver, Usage
 from crossroads.providers.openai_wire import Choice, ChunkWriter, ToolCall, dumps_args
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
@@ -144,19 +144,15 @@ def _usage_any(obj: dict[str, Any]) -> Usage | None:
                  int(u.get("output_tokens") or 0), read, write)
 
 
-class BedrockObserver:
+class BedrockObserver(AnswerObserver):
     """Reads usage from a native Bedrock answer (JSON or event-stream) without changing it."""
 
-    def __init__(self, stream: bool) -> None:
-        self.usage = Usage()
-        self.model: str | None = None
-        self._dec = EventStreamDecoder() if stream else None
-        self._buf: list[bytes] = []
+    __slots__ = ()
 
-    def feed(self, data: bytes) -> None:
-        if self._dec is None:
-            self._buf.append(data)
-            return
+    def _decoder(self) -> EventStreamDecoder:
+        return EventStreamDecoder()
+
+    def _stream(self, data: bytes) -> None:
         try:
             messages = self._dec.feed(data)
         except UpstreamProtocolError:
@@ -164,6 +160,9 @@ class BedrockObserver:
             return
         for msg in messages:
             self._message(msg)
+
+    def _end(self) -> None:
+        pass
 
     def _message(self, msg: Message) -> None:
         try:
@@ -173,9 +172,9 @@ class BedrockObserver:
         except (orjson.JSONDecodeError, binascii.Error, TypeError, ValueError):
             return
         if isinstance(obj, dict):
-            self._take(obj)
+            self._whole(obj)
 
-    def _take(self, obj: dict[str, Any]) -> None:
+    def _whole(self, obj: dict[str, Any]) -> None:
         found = _usage_any(obj)
         if found is None:
             return
@@ -183,13 +182,3 @@ class BedrockObserver:
             found = Usage(self.usage.prompt_tokens, found.completion_tokens,
                           self.usage.cached_tokens, self.usage.cache_write_tokens)
         self.usage = found
-
-    def close(self) -> None:
-        if self._dec is not None:
-            return
-        try:
-            obj = orjson.loads(b"".join(self._buf))
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(obj, dict):
-            self._take(obj)

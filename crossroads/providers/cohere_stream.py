@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from crossroads.errors import UpstreamProtocolError
-from crossroads.providers.base import SSEObserver, Usage
+from crossroads.providers.base import AnswerObserver, Usage
 from crossroads.providers.openai_wire import (
     Choice,
     ChunkWriter,
@@ -135,7 +135,7 @@ _HANDLERS: dict[str, Callable[[CohereStream, dict[str, Any]], bytes]] = {
 }
 
 
-class CohereObserver(SSEObserver):
+class CohereObserver(AnswerObserver):
     """Reads usage from a native Cohere answer (v2 or v1; JSON or SSE) without changing it."""
 
     __slots__ = ()

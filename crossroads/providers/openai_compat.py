@@ -13,9 +13,9 @@ import orjson
 
 from crossroads.errors import UpstreamProtocolError
 from crossroads.providers.base import (
+    AnswerObserver,
     Credentials,
     ParsedResponse,
-    SSEObserver,
     UpstreamRequest,
     Usage,
 )
@@ -181,7 +181,7 @@ _FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "respons
 _FINAL_TYPES = tuple(b'{"type":"' + e.encode() + b'"' for e in _FINAL_EVENTS)
 
 
-class ResponsesObserver(SSEObserver):
+class ResponsesObserver(AnswerObserver):
     """Passthrough of ``POST /responses``: usage from the ``response`` object, or, streamed,
     from the stream's last event. Only that event is parsed; the text deltas are not."""
 
