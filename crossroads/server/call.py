@@ -3,6 +3,7 @@ the log record that is filled in as it goes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,8 +12,15 @@ import orjson
 
 from crossroads import tokens
 from crossroads.attempts import RetryPolicy, merge_policy
-from crossroads.errors import MissingProviderKey, ServiceDegraded, Unauthorized, UnknownProvider
+from crossroads.errors import (
+    MissingProviderKey,
+    NotFound,
+    ServiceDegraded,
+    Unauthorized,
+    UnknownProvider,
+)
 from crossroads.headers import NO_OPTIONS, RequestOptions
+from crossroads.ids import uuid7
 from crossroads.providers.base import Credentials, Provider
 from crossroads.runtime import Runtime
 from crossroads.snapshot import Snapshot
@@ -194,6 +202,38 @@ def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
     if gateway.get("authentication") and not authed:
         raise Unauthorized("missing cf-aig-authorization: this gateway requires a token")
     return caller_key, tuple(consumed)
+
+
+async def admitted(rt: Runtime, account: str, gateway_id: str, headers: dict[str, str]
+                   ) -> tuple[Snapshot, dict[str, Any], str | None, tuple[str, ...]]:
+    """The gateway and the caller's credentials: (snapshot, gateway, caller's own key, headers
+    that carried the gateway token). A token refused is looked up once more in a refreshed
+    configuration (made a moment ago, e.g. by the CLI or another replica)."""
+    snap = rt.snapshot
+    gateway = snap.gateways.get((account, gateway_id))
+    if gateway is None:
+        raise NotFound(f"gateway '{gateway_id}' not found in account '{account}'")
+    try:
+        return (snap, gateway, *authenticate(rt, snap, account, gateway_id, gateway, headers))
+    except Unauthorized:
+        fresh = await rt.refreshed(snap)
+        if fresh is None or (gateway := fresh.gateways.get((account, gateway_id))) is None:
+            raise
+        return (fresh, gateway,
+                *authenticate(rt, fresh, account, gateway_id, gateway, headers))
+
+
+def start_call(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
+               gateway: dict[str, Any], headers: dict[str, str], options: RequestOptions,
+               caller_key: str | None, consumed: tuple[str, ...], path: str,
+               body: bytes) -> Call:
+    """A request's ``Call``, its log record started (``path`` as logged)."""
+    log_id = uuid7()
+    record = new_record(options, headers, log_id, account, gateway_id, path, body,
+                        rt.settings.log_body_cap)
+    record["created_at"] = dt.datetime.now(dt.UTC)
+    return Call(rt, snap, account, gateway_id, gateway, headers, options, log_id,
+                time.perf_counter(), caller_key, consumed, record)
 
 
 # every column of the ``logs`` table with its default (``success`` starts False), derived from

@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -25,15 +23,13 @@ from crossroads.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
-    Unauthorized,
 )
 from crossroads.headers import NO_OPTIONS, parse_options
-from crossroads.ids import uuid7
 from crossroads.providers.catalog import COMPAT_ALIASES
 from crossroads.providers.openai_compat import OpenAICompatProvider
 from crossroads.runtime import Runtime
 from crossroads.server.answers import Answer, CacheHitAnswer, open_chat, relay_guarded
-from crossroads.server.call import Call, authenticate, new_record
+from crossroads.server.call import Call, admitted, start_call
 from crossroads.server.passthrough import open_native
 from crossroads.server.respond import ABORT, HOLD_HEAD, Responder, ResponseCut
 from crossroads.server.route_exec import open_route
@@ -142,19 +138,7 @@ class DataPlane:
         account, gateway_id = parts[2], parts[3]
         rest = parts[4] if len(parts) > 4 else ""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        snap = rt.snapshot
-        gateway = snap.gateways.get((account, gateway_id))
-        if gateway is None:
-            raise NotFound(f"gateway '{gateway_id}' not found in account '{account}'")
-        try:
-            caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway, headers)
-        except Unauthorized:
-            fresh = await rt.refreshed(snap)  # a token created a moment ago, e.g. by the CLI
-            if fresh is None or (gateway := fresh.gateways.get((account, gateway_id))) is None:
-                raise
-            snap = fresh
-            caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway,
-                                                headers)
+        snap, gateway, caller_key, consumed = await admitted(rt, account, gateway_id, headers)
         refused: GatewayError | None = None  # logged like any request, then answered
         try:
             body = await read_body(receive, headers, rt.settings.max_body_bytes)
@@ -164,12 +148,8 @@ class DataPlane:
             options = parse_options(headers)
         except InvalidHeader as exc:
             options, refused = NO_OPTIONS, refused or exc
-        log_id = uuid7()
-        record = new_record(options, headers, log_id, account, gateway_id, "/" + rest, body,
-                            rt.settings.log_body_cap)
-        record["created_at"] = dt.datetime.now(dt.UTC)
-        call = Call(rt, snap, account, gateway_id, gateway, headers, options, log_id,
-                    time.perf_counter(), caller_key, consumed, record)
+        call = start_call(rt, snap, account, gateway_id, gateway, headers, options, caller_key,
+                          consumed, "/" + rest, body)
         if refused is not None:
             call.finish(status=refused.status, success=False, error=refused.message)
             raise refused
@@ -260,8 +240,6 @@ class DataPlane:
                              f"providers only; use /compat/chat/completions for '{slug}' (or "
                              f"its native path, /{slug}/...)")
         path = chat_path[: -len("/chat/completions")] + "/responses"  # beside chat completions
-        rec = call.record  # set now: logged so even if the provider is never reached
-        rec["provider"], rec["model"], rec["request_type"] = slug, model, "responses"
         return await open_native(call, slug, path, "POST", "",
                                  orjson.dumps({**obj, "model": model}), plane=self,
                                  request_type="responses")

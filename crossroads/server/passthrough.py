@@ -6,6 +6,7 @@ its own), applies retries/timeouts, and reads usage from the answer for the log.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -13,7 +14,13 @@ import orjson
 from crossroads.attempts import with_retries
 from crossroads.cache import CachedAnswer
 from crossroads.errors import ProviderHTTPError, UpstreamError
-from crossroads.providers.base import NativeObserver, StreamTranslator, Usage
+from crossroads.providers.base import (
+    NativeObserver,
+    Provider,
+    StreamTranslator,
+    UpstreamRequest,
+    Usage,
+)
 from crossroads.server.answers import Answer, Copies, ProviderErrorAnswer, account_usage
 from crossroads.server.call import Call
 from crossroads.server.respond import Responder
@@ -155,23 +162,35 @@ class NativeAnswer(Answer):
         call.finish(status=self.resp.status, success=True)
 
 
-async def open_native(call: Call, slug: str, path: str, method: str, query: str, body: bytes,
-                      extra_headers: dict[str, str] | None = None,
-                      step: dict[str, Any] | None = None, plane: Any = None,
-                      request_type: str = "native") -> Answer:
-    adapter, base = call.provider(slug)
+async def native_upstream_request(call: Call, adapter: Provider, base: str, slug: str,
+                                  method: str, path: str, query: str, body: bytes | None,
+                                  extra_headers: dict[str, str] | None = None,
+                                  drop: Iterable[str] = ()
+                                  ) -> tuple[UpstreamRequest, dict[str, str]]:
+    """The provider's request for a native call, and the caller's headers it forwards (all
+    but the gateway token, ``cf-*`` headers and ``drop``; ``extra_headers`` added). It is
+    signed with the stored key unless the caller sent its own."""
     headers = forward_headers(call.headers)
-    for name in call.consumed:  # the gateway token never goes upstream
+    for name in (*call.consumed, *drop):  # the gateway token never goes upstream
         headers.pop(name, None)
     if extra_headers:
         headers.update({k.lower(): v for k, v in extra_headers.items()
                         if not k.lower().startswith("cf-aig-")})
     creds, _ = await call.signing_credentials(
         adapter, slug, caller_has_key=adapter.caller_key_present(headers))
-    req = adapter.native_request(method, path, query, headers, body or None, creds, base)
+    return adapter.native_request(method, path, query, headers, body, creds, base), headers
+
+
+async def open_native(call: Call, slug: str, path: str, method: str, query: str, body: bytes,
+                      extra_headers: dict[str, str] | None = None,
+                      step: dict[str, Any] | None = None, plane: Any = None,
+                      request_type: str = "native") -> Answer:
+    adapter, base = call.provider(slug)
     model = model_of(body, path)
-    rec = call.record
+    rec = call.record  # set first: logged so even if the provider is never reached
     rec["provider"], rec["model"], rec["request_type"] = slug, model, request_type
+    req, headers = await native_upstream_request(call, adapter, base, slug, method, path,
+                                                 query, body or None, extra_headers)
     policy = call.policy(step)
 
     async def attempt(timeout: float | None) -> UpstreamResponse:

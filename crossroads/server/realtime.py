@@ -14,22 +14,19 @@ The session is logged when it ends, with the usage of the ``response.done`` even
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-import time
 from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 import orjson
 
-from crossroads.errors import GatewayError, NotFound, Unauthorized
+from crossroads.errors import GatewayError
 from crossroads.headers import parse_options
-from crossroads.ids import uuid7
 from crossroads.providers.base import Usage
 from crossroads.server.answers import account_usage
-from crossroads.server.call import Call, authenticate, new_record
-from crossroads.server.passthrough import forward_headers
+from crossroads.server.call import Call, admitted, start_call
+from crossroads.server.passthrough import native_upstream_request
 from crossroads.server.spend import check_spend
 
 log = logging.getLogger("crossroads")
@@ -76,39 +73,23 @@ async def realtime(rt: Any, scope: dict[str, Any], receive: Any, send: Any) -> N
         if p.startswith(_BROWSER_TOKEN):
             headers["cf-aig-authorization"] = "Bearer " + p[len(_BROWSER_TOKEN):]
     protocols = [p for p in offered if not p.startswith(_BROWSER_TOKEN)]
-    snap = rt.snapshot
     try:
-        for attempt in (0, 1):  # a token or gateway made a moment ago: once more, refreshed
-            gateway = snap.gateways.get((account, gateway_id))
-            try:
-                if gateway is None:
-                    raise NotFound(f"gateway '{gateway_id}' not found in account '{account}'")
-                caller_key, consumed = authenticate(rt, snap, account, gateway_id, gateway,
-                                                    headers)
-                break
-            except (Unauthorized, NotFound):
-                fresh = await rt.refreshed(snap) if attempt == 0 else None
-                if fresh is None:
-                    raise
-                snap = fresh
+        snap, gateway, caller_key, consumed = await admitted(rt, account, gateway_id, headers)
         options = parse_options(headers)
     except GatewayError as exc:
         await _refuse(send, 1008, exc.message)
         return
     query = scope.get("query_string", b"").decode("latin-1")
     model = (parse_qs(query).get("model") or [""])[0]
-    log_id = uuid7()
-    record = new_record(options, headers, log_id, account, gateway_id, "/" + slug + "/" + rest,
-                        b"", rt.settings.log_body_cap)
-    record["created_at"] = dt.datetime.now(dt.UTC)
-    record["provider"], record["model"], record["request_type"] = slug, model, "realtime"
-    call = Call(rt, snap, account, gateway_id, gateway, headers, options, log_id,
-                time.perf_counter(), caller_key, consumed, record)
+    call = start_call(rt, snap, account, gateway_id, gateway, headers, options, caller_key,
+                      consumed, "/" + slug + "/" + rest, b"")
+    call.record["provider"], call.record["model"] = slug, model
+    call.record["request_type"] = "realtime"
     upstream = await _open_upstream(call, slug, model, rest, query, protocols, send)
     if upstream is None:
         return
     await send({"type": "websocket.accept", "subprotocol": upstream.protocol,
-                "headers": [(b"cf-aig-log-id", log_id.encode())]})
+                "headers": [(b"cf-aig-log-id", call.log_id.encode())]})
     usage = Usage()
     closed_by = await _relay(upstream, receive, send, usage)
     account_usage(call, slug, model, usage)
@@ -124,13 +105,9 @@ async def _open_upstream(call: Call, slug: str, model: str, rest: str, query: st
         adapter, base = call.provider(slug)
         if call.gateway.get("spend_limits"):  # a session counts against the budgets too
             await check_spend(call, slug, model)
-        fwd = forward_headers(call.headers)
-        for name in (*call.consumed, *_HANDSHAKE):
-            fwd.pop(name, None)
-        creds, _ = await call.signing_credentials(
-            adapter, slug, caller_has_key=adapter.caller_key_present(fwd))
-        req = adapter.native_request("GET", "/" + (rest or "realtime"), query, fwd, None,
-                                     creds, base)
+        req, _ = await native_upstream_request(call, adapter, base, slug, "GET",
+                                               "/" + (rest or "realtime"), query, None,
+                                               drop=_HANDSHAKE)
     except GatewayError as exc:
         call.finish(status=exc.status, success=False, error=exc.message)
         await _refuse(send, 1008, exc.message)
