@@ -39,6 +39,7 @@ from systems import Context, Unavailable
 from workload import Target
 
 HERE = Path(__file__).resolve().parent
+CROSSROADS_SCENARIOS = ("openai-json", "anthropic-json", "dynamic-route")
 SLOW_ENV = {"CROSSROADS_CONFIG_POLL_INTERVAL": "60", "CROSSROADS_LOG_FLUSH_INTERVAL": "8"}
 
 
@@ -89,7 +90,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--only", default="",
+                    help="comma-separated scenarios or systems to count (e.g. "
+                         "openai-json,dynamic-route or crossroads); default: all")
     args = ap.parse_args()
+    only = {x for x in args.only.split(",") if x}
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: apt-get install valgrind")
@@ -110,10 +115,15 @@ def main() -> None:
              lambda s: _crossroads_targets(s)),
         ]
         for name, start, targets in plan:
+            scenarios = ["openai-json"] if name == "floor" else list(CROSSROADS_SCENARIOS)
+            if only and name not in only and not only.intersection(scenarios):
+                continue
             out = tmp / f"{name}.callgrind"
             server = start(callgrind(out))
             try:
                 for scenario, target in targets(server).items():
+                    if only and name not in only and scenario not in only:
+                        continue
                     total = count(server, target, out, args.requests, args.warmup)
                     rows.append({"system": name, "scenario": scenario,
                                  "instructions_per_request": round(total / args.requests)})
@@ -138,7 +148,7 @@ def main() -> None:
 def _crossroads_targets(server: procs.Server) -> dict[str, Target]:
     systems.create_route(server)
     t = systems.crossroads_targets(server)
-    return {k: t[k] for k in ("openai-json", "anthropic-json", "dynamic-route")}
+    return {k: t[k] for k in CROSSROADS_SCENARIOS}
 
 
 if __name__ == "__main__":

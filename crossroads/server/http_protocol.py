@@ -1,13 +1,20 @@
-"""uvicorn's httptools protocol, sending a whole answer's head and body in one write.
+"""uvicorn's httptools protocol, sending a whole answer's head and body in one write, with
+header lines the app made and checked written as they are.
 
 uvicorn writes an answer's status line and headers to the socket as soon as the app sends
 ``http.response.start``, and its body when the next message comes: two ``write`` calls, two
 TCP segments and two wake-ups of the client, for an answer whose body was ready at the same
 moment (most answers: JSON, errors, cache hits). Here each request cycle writes through a
 ``HeadAndBody`` instead of the transport itself; the app, just before it sends the start of
-such an answer, calls the ``crossroads.hold_head`` scope extension, and the head is then kept
+such an answer, calls the ``crossroads.head`` scope extension, and the head is then kept
 and sent together with the first body bytes. The end of the response sends whatever is still
 kept (an answer to ``HEAD`` has no body write), so nothing can stay behind.
+
+The same call hands over the answer's header lines, already checked and joined by the app
+(``respond.head_lines``: one pass for them all), which are added to the head uvicorn writes
+just before its blank line; uvicorn itself is given only the headers that frame the body
+(``content-length``, ...), so it does not search each header with two regexes, lower-case
+its name and copy it again (a dynamic route's answer has a dozen headers).
 
 The app works without the extension (another ASGI server, or uvicorn's own protocol): it then
 just does not ask. Measured in docs/performance.md (one write syscall and one TCP segment less
@@ -21,25 +28,35 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from crossroads.server.respond import ABORT, HOLD_HEAD
+from crossroads.server.respond import ABORT, HEAD
 
 
 class HeadAndBody:
-    """What a request cycle writes through: a write made after ``hold()`` (the answer's head)
-    is kept and sent with the next one. One per connection (its cycles run one at a time)."""
+    """What a request cycle writes through: the write after ``head(lines, hold)`` (the answer's
+    head) gets ``lines`` before its blank line and, with ``hold``, is kept and sent with the
+    next one. One per connection (its cycles run one at a time)."""
 
-    __slots__ = ("_transport", "_held", "_holding")
+    __slots__ = ("_transport", "_held", "_holding", "_lines")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._held: bytes | None = None
         self._holding = False
+        self._lines: bytes | None = None
 
-    def hold(self) -> None:
-        """Keep the next write until the one after it (or the end of the response)."""
-        self._holding = True
+    def head(self, lines: bytes, hold: bool) -> None:
+        """Add ``lines`` to the next write (a head); with ``hold``, keep that write until the
+        one after it (or the end of the response)."""
+        self._lines = lines
+        self._holding = hold
 
     def write(self, data: bytes) -> None:
+        lines = self._lines
+        if lines is not None:
+            self._lines = None
+            end = data.find(b"\r\n\r\n") + 2  # the head's blank line
+            if end > 1:
+                data = data[:end] + lines + data[end:]
         if self._holding:
             self._holding = False
             self._held = data
@@ -56,6 +73,7 @@ class HeadAndBody:
     def flush(self) -> None:
         """Send what is kept, if anything (the end of a response, or the connection's)."""
         self._holding = False
+        self._lines = None
         held = self._held
         if held is not None:
             self._held = None
@@ -79,7 +97,7 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_and_body = HeadAndBody(transport)
-        self._hold = self._head_and_body.hold
+        self._head = self._head_and_body.head
 
     def on_headers_complete(self) -> None:
         previous = self.cycle
@@ -90,7 +108,7 @@ class HttpProtocol(HttpToolsProtocol):
             cycle.transport = self._head_and_body  # type: ignore[assignment]
             scope: Any = self.scope  # a dict of its own per request: an app may add to it
             extensions = scope.get("extensions")
-            ours = {HOLD_HEAD: self._hold, ABORT: self._abort}
+            ours = {HEAD: self._head, ABORT: self._abort}
             scope["extensions"] = ours if extensions is None else {**extensions, **ours}
 
     def _abort(self) -> None:

@@ -12,13 +12,41 @@ from crossroads.errors import GatewayError
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON_CT = (b"content-type", b"application/json")
 # scope["extensions"] key a server may offer (crossroads.server.http_protocol): called just
-# before an answer's start when its body follows at once, the head is sent with the body
-HOLD_HEAD = "crossroads.hold_head"
+# before an answer's start with header lines for the server to add to the head as they are
+# (b"name: value\r\n"..., checked here: the server need not check them one by one), and
+# whether the first body bytes follow at once (the head may then wait for them)
+HEAD = "crossroads.head"
 # and one it may offer to close the connection without the end of the answer's body: how an
 # answer that cannot be completed (its provider broke off mid-body) is cut short for the client
 ABORT = "crossroads.abort"
+# headers the server itself acts on (how the body is framed, whether the connection stays
+# open): always given to it in the start message
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+# what a header line written as it is may hold: a name of RFC 9110 token characters (lower
+# case, as the server writes names), a value without control characters but tab
+_NAME_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+_VALUE_CHARS = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+def head_lines(headers: list[tuple[bytes, bytes]]
+               ) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+    """``headers`` as lines the server can add to a head as they are, and the framing headers
+    it must still be given; None if a header is not valid as it is (the server's own checks
+    then report it). One pass for all the lines rather than two regex searches per header."""
+    parts: list[bytes] = []
+    framing: list[tuple[bytes, bytes]] = []
+    for pair in headers:
+        if pair[0] in _FRAMING:
+            framing.append(pair)
+        else:
+            parts += (pair[0], b": ", pair[1], b"\r\n")
+    names = parts[0::4]
+    if (b"".join(names).translate(None, _NAME_CHARS) or b"" in names
+            or b"".join(parts[2::4]).translate(None, _VALUE_CHARS)):
+        return None
+    return b"".join(parts), framing
 
 
 def error_envelope(exc: GatewayError) -> bytes:
@@ -50,12 +78,12 @@ class ResponseCut(Exception):
 class Responder:
     """Tracks what was sent so an error after the start is reported in-band."""
 
-    __slots__ = ("_send", "_hold", "_abort", "started", "status", "extra_headers", "finished")
+    __slots__ = ("_send", "_head", "_abort", "started", "status", "extra_headers", "finished")
 
-    def __init__(self, send: Send, hold: Callable[[], None] | None = None,
+    def __init__(self, send: Send, head: Callable[[bytes, bool], None] | None = None,
                  abort: Callable[[], None] | None = None) -> None:
         self._send = send
-        self._hold = hold  # the server's HOLD_HEAD extension, if it has one
+        self._head = head  # the server's HEAD extension, if it has one
         self._abort = abort  # and its ABORT extension
         self.started = False
         self.finished = False
@@ -67,11 +95,7 @@ class Responder:
         """``hold``: the first body bytes follow at once (the head may wait for them)."""
         self.started = True
         self.status = status
-        if self.extra_headers:
-            headers = headers + self.extra_headers
-        if hold and self._hold is not None:
-            self._hold()
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        await self._send(self._start_message(status, headers, hold))
 
     async def body(self, data: bytes, more: bool = True) -> None:
         if not more:
@@ -81,15 +105,22 @@ class Responder:
     async def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """``start`` and a last ``body`` in one (most answers: one coroutine, not three)."""
         headers.append((b"content-length", str(len(body)).encode()))
-        if self.extra_headers:
-            headers = headers + self.extra_headers
         self.started = self.finished = True
         self.status = status
-        if self._hold is not None:
-            self._hold()
         send = self._send
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send(self._start_message(status, headers, True))
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _start_message(self, status: int, headers: list[tuple[bytes, bytes]], hold: bool
+                       ) -> dict[str, Any]:
+        if self.extra_headers:
+            headers = headers + self.extra_headers
+        if self._head is not None:
+            split = head_lines(headers)
+            if split is not None:
+                lines, headers = split
+                self._head(lines, hold)
+        return {"type": "http.response.start", "status": status, "headers": headers}
 
     def cut(self) -> None:
         """End a started answer that cannot be completed so that the client sees it cut
