@@ -1,6 +1,6 @@
 .PHONY: bench soak icount
 
-# Benchmark: stand-in upstream, floor proxy, Crossroads scenarios, peers (~10 min).
+# Benchmark: stand-in upstream, paired rounds, floor proxy, Crossroads scenarios, peers (~11 min).
 # Report: bench/results/latest/report.md. See bench/README.md.
 bench:
 	bash bench/run.sh

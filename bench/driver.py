@@ -8,6 +8,8 @@ Environment knobs (all optional):
   BENCH_RATE      fixed-rate run, requests/s (500)  BENCH_ONLY    comma list of systems
   BENCH_BUDGET    seconds after which remaining systems are skipped (780)
   BENCH_QUIET_WAIT  total seconds to wait for other processes to calm down (90)
+  BENCH_PAIRED_ROUNDS  rounds of floor / compat / dynamic route in turns (5; 0: none)
+  BENCH_PAIRED_DURATION  measured seconds per paired run (4)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import paired
 import peers
 import procs
 import report
@@ -203,7 +206,12 @@ def main() -> int:
         peers.install_all(ctx)
     nginx = start_standin(tmp, ctx.standin_port, log_dir)
     interrupted = None
+    paired_rows: list[dict] = []
+    rounds = int(env.get("BENCH_PAIRED_ROUNDS", "5"))
     try:
+        if rounds > 0 and (not only or "paired" in only):
+            paired_rows = paired.run_paired(
+                ctx, cfg, rounds, float(env.get("BENCH_PAIRED_DURATION", "4")))
         for inst in build_plan(conns):
             if only and inst.system not in only:
                 continue
@@ -222,8 +230,8 @@ def main() -> int:
     meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
     if interrupted:
         meta["interrupted"] = interrupted
-    data = {"meta": meta, "rows": rows}
-    data["summary"] = report.summarize(rows)
+    data = {"meta": meta, "rows": rows, "paired": paired_rows}
+    data["summary"] = report.summarize(rows, paired_rows)
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     report.write(out, data)
     latest = RESULTS / "latest"

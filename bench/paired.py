@@ -1,0 +1,98 @@
+"""Paired rounds: the floor and Crossroads measured in turns, for ratios that a drifting
+machine does not skew.
+
+The main runs measure each system in its own minutes of the benchmark; on a shared VM the
+speed of the core moves over minutes (the same code's CPU per request has moved by 3-20 %
+between runs), and a ratio of two measurements taken minutes apart carries that drift.
+Here both servers run at once on the server core (one loaded at a time), and each round
+measures the floor, Crossroads' compat endpoint and its dynamic route one after the other
+(c=16, short runs); each round gives its own ratios, and the report takes their median.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+
+import procs
+import systems
+from measure import Settings, judge, measured_run, wait_quiet
+from systems import Context, Unavailable
+
+CONNS = 16
+LEGS = (("floor", "openai-json"), ("crossroads", "openai-json"),
+        ("crossroads", "dynamic-route"))
+
+
+def run_paired(ctx: Context, cfg: Settings, rounds: int, duration: float,
+               log=print) -> list[dict]:
+    """One row per leg per round: system, scenario, round, rps, cpu_us_per_req, status."""
+    log(f"== paired rounds: floor and crossroads in turns ({rounds} x {len(LEGS)} runs of "
+        f"{duration:g} s at c={CONNS}, core {procs.SERVER_CORE})", flush=True)
+    servers: list[procs.Server] = []
+    rows: list[dict] = []
+    try:
+        floor = systems.start_floor(ctx)
+        servers.append(floor)
+        gateway = systems.start_crossroads(ctx, "crossroads-paired", stream=False)
+        servers.append(gateway)
+        systems.create_route(gateway)
+        targets = {("floor", "openai-json"): (floor, systems.floor_targets(floor)["openai-json"])}
+        crossroads = systems.crossroads_targets(gateway)
+        for scenario in ("openai-json", "dynamic-route"):
+            targets[("crossroads", scenario)] = (gateway, crossroads[scenario])
+    except Unavailable as e:
+        log(f"  unavailable: {e}", flush=True)
+        for server in servers:
+            server.stop()
+        return [{"system": s, "scenario": sc, "round": 0, "status": f"failed: {e}"}
+                for s, sc in LEGS]
+    short = replace(cfg, duration=duration, warmup=min(cfg.warmup, 1.0))
+    try:
+        for r in range(1, rounds + 1):
+            for leg in LEGS:
+                server, target = targets[leg]
+                row = {"system": leg[0], "scenario": leg[1], "round": r}
+                wait_quiet(cfg, log)
+                try:
+                    res = measured_run(server, target, {"conns": CONNS}, short)
+                except Exception as e:  # a broken run must not stop the benchmark
+                    row["status"] = f"failed: load generator: {e}"[:300]
+                    rows.append(row)
+                    continue
+                row["status"], _ = judge(res, target)
+                row.update({k: res.get(k) for k in ("rps", "cpu_us_per_req", "p50_ms",
+                                                     "p99_ms", "other_cpu_core0_pct")})
+                log(f"  round {r} {leg[0]:<11} {leg[1]:<14} {row.get('rps') or 0:>9.1f} req/s"
+                    f"  cpu {row.get('cpu_us_per_req') or 0:7.1f} us/req  {row['status'][:60]}",
+                    flush=True)
+                rows.append(row)
+    finally:
+        for server in servers:
+            server.stop()
+    return rows
+
+
+def ratios(rows: list[dict]) -> dict[str, dict]:
+    """Per-round ratios against that round's floor, and their median:
+    ``{name: {"rounds": [..], "median": x}}``; rounds with a failed leg are left out."""
+    by_round: dict[int, dict[tuple[str, str], dict]] = {}
+    for row in rows:
+        if row.get("status") == "ok":
+            by_round.setdefault(row["round"], {})[(row["system"], row["scenario"])] = row
+    wanted = {
+        "throughput vs floor": (("crossroads", "openai-json"), "rps"),
+        "CPU/request vs floor": (("crossroads", "openai-json"), "cpu_us_per_req"),
+        "CPU/request dynamic route vs floor": (("crossroads", "dynamic-route"),
+                                               "cpu_us_per_req"),
+    }
+    out: dict[str, dict] = {}
+    for name, (leg, field) in wanted.items():
+        per_round = []
+        for legs in by_round.values():
+            floor, mine = legs.get(("floor", "openai-json")), legs.get(leg)
+            if floor and mine and floor.get(field) and mine.get(field):
+                per_round.append(round(mine[field] / floor[field], 3))
+        out[name] = {"rounds": per_round,
+                     "median": round(statistics.median(per_round), 3) if per_round else None}
+    return out
