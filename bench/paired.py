@@ -12,6 +12,8 @@ measures the floor, Crossroads' compat endpoint and its dynamic route one after 
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 from dataclasses import replace
 
 import procs
@@ -20,6 +22,10 @@ from measure import Settings, judge, measured_run, wait_quiet
 from systems import Context, Unavailable
 
 CONNS = 16
+# a fixed piece of pure-Python work timed on the server core before each run: how fast the
+# core is at that moment (a shared VM's speed drifts; the guest sees no steal time for it)
+CALIBRATION = ("import time; t = time.perf_counter(); sum(range(3_000_000)); "
+               "print((time.perf_counter() - t) * 1000)")
 LEGS = (("floor", "openai-json"), ("crossroads", "openai-json"),
         ("crossroads", "dynamic-route"))
 
@@ -54,6 +60,7 @@ def run_paired(ctx: Context, cfg: Settings, rounds: int, duration: float,
                 server, target = targets[leg]
                 row = {"system": leg[0], "scenario": leg[1], "round": r}
                 wait_quiet(cfg, log)
+                row["calibration_ms"] = calibrate()
                 try:
                     res = measured_run(server, target, {"conns": CONNS}, short)
                 except Exception as e:  # a broken run must not stop the benchmark
@@ -64,13 +71,23 @@ def run_paired(ctx: Context, cfg: Settings, rounds: int, duration: float,
                 row.update({k: res.get(k) for k in ("rps", "cpu_us_per_req", "p50_ms",
                                                      "p99_ms", "other_cpu_core0_pct")})
                 log(f"  round {r} {leg[0]:<11} {leg[1]:<14} {row.get('rps') or 0:>9.1f} req/s"
-                    f"  cpu {row.get('cpu_us_per_req') or 0:7.1f} us/req  {row['status'][:60]}",
-                    flush=True)
+                    f"  cpu {row.get('cpu_us_per_req') or 0:7.1f} us/req  core speed "
+                    f"{row['calibration_ms'] or 0:5.1f} ms  {row['status'][:60]}", flush=True)
                 rows.append(row)
     finally:
         for server in servers:
             server.stop()
     return rows
+
+
+def calibrate() -> float | None:
+    """Milliseconds the calibration work took on the server core (None if it could not run)."""
+    try:
+        out = subprocess.run(["taskset", "-c", procs.SERVER_CORE, sys.executable, "-c",
+                              CALIBRATION], capture_output=True, text=True, timeout=30)
+        return round(float(out.stdout.strip()), 1)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
 
 
 def ratios(rows: list[dict]) -> dict[str, dict]:

@@ -200,16 +200,19 @@ def markdown(data: dict) -> str:
             "route in turns, round after round, with both servers running (one loaded at a "
             "time): each round's ratios are taken within a minute, so a machine whose speed "
             "drifts over the run skews them less than the single runs below, measured minutes "
-            "apart.",
+            "apart. *Core speed* is how long a fixed piece of pure-Python work took on the "
+            "server core just before the run (lower is faster): where it moves, the machine's "
+            "speed moved with it.",
             "",
-            "| round | system | scenario | req/s | CPU µs/req | p99 ms | status |",
-            "|---:|---|---|---:|---:|---:|---|",
+            "| round | system | scenario | req/s | CPU µs/req | p99 ms | core speed ms "
+            "| status |",
+            "|---:|---|---|---:|---:|---:|---:|---|",
         ]
         for r in data["paired"]:
             lines.append(
                 f"| {r['round']} | {r['system']} | {r['scenario']} | {_f(r.get('rps'))} "
                 f"| {_f(r.get('cpu_us_per_req'))} | {_f(r.get('p99_ms'), '{:.3f}')} "
-                f"| {r['status'][:120]} |"
+                f"| {_f(r.get('calibration_ms'))} | {r['status'][:120]} |"
             )
     lines += [
         "",
