@@ -210,8 +210,14 @@ def main() -> int:
     rounds = int(env.get("BENCH_PAIRED_ROUNDS", "5"))
     try:
         if rounds > 0 and (not only or "paired" in only):
-            paired_rows = paired.run_paired(
-                ctx, cfg, rounds, float(env.get("BENCH_PAIRED_DURATION", "4")))
+            try:
+                paired_rows = paired.run_paired(
+                    ctx, cfg, rounds, float(env.get("BENCH_PAIRED_DURATION", "4")))
+            except Exception as e:  # the systems' own runs still go ahead
+                print(f"  paired rounds failed: {type(e).__name__}: {e}", flush=True)
+                paired_rows = [{"system": s, "scenario": sc, "round": 0,
+                                "status": f"failed: {type(e).__name__}: {e}"[:300]}
+                               for s, sc in paired.LEGS]
         for inst in build_plan(conns):
             if only and inst.system not in only:
                 continue
