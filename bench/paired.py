@@ -19,7 +19,7 @@ from dataclasses import replace
 import procs
 import systems
 from measure import Settings, judge, measured_run, wait_quiet
-from systems import Context, Unavailable
+from systems import Context
 
 CONNS = 16
 # a fixed piece of pure-Python work timed on the server core before each run: how fast the
@@ -47,7 +47,7 @@ def run_paired(ctx: Context, cfg: Settings, rounds: int, duration: float,
         crossroads = systems.crossroads_targets(gateway)
         for scenario in ("openai-json", "dynamic-route"):
             targets[("crossroads", scenario)] = (gateway, crossroads[scenario])
-    except Unavailable as e:
+    except Exception as e:  # Unavailable, or a set-up step that broke: no server left behind
         log(f"  unavailable: {e}", flush=True)
         for server in servers:
             server.stop()
