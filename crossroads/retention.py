@@ -9,7 +9,8 @@ and ``log_management_strategy``:
   stops exactly at the cap; several processes may overshoot by what they accepted between
   sweeps.
 
-Off the request path except for ``accept``: a dictionary lookup per finished request.
+Off the request path except for ``accept``: a dictionary lookup per finished request, and only
+while some gateway is set to stop inserting at its cap.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class Retention:
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
-        self.rt.logs.accept = self.accept
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -92,6 +92,8 @@ class Retention:
                 deleted[(account, gateway_id)] = await self._delete_oldest(
                     account, gateway_id, count - int(cap))
         self._stop = stop
+        # asked per finished request only while some gateway stops inserting at its cap
+        self.rt.logs.accept = self.accept if stop else None
         return deleted
 
     async def _delete_oldest(self, account: str, gateway_id: str, excess: int) -> int:

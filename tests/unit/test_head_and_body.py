@@ -20,6 +20,7 @@ class Recorder:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.closed = False
+        self.aborted = False
 
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
@@ -33,8 +34,11 @@ class Recorder:
     def is_closing(self) -> bool:
         return self.closed
 
-    def get_extra_info(self, name: str) -> str:
+    def get_extra_info(self, name: str, default: Any = None) -> str:
         return f"info:{name}"
+
+    def abort(self) -> None:
+        self.aborted = True
 
 
 def holding(head: bytes = b"head") -> tuple[Recorder, HeadAndBody]:
@@ -100,8 +104,11 @@ def test_close_sends_what_is_held_then_closes_and_a_closing_transport_gets_nothi
 
 
 def test_other_transport_calls_pass_through() -> None:
-    hb = HeadAndBody(Recorder())  # type: ignore[arg-type]
+    t = Recorder()
+    hb = HeadAndBody(t)  # type: ignore[arg-type]
     assert hb.get_extra_info("peername") == "info:peername"
+    hb.abort()
+    assert t.aborted
 
 
 def test_lines_go_before_the_blank_line_of_the_head_and_only_into_it() -> None:
