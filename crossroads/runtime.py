@@ -33,6 +33,10 @@ class Runtime:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  counters: Counters | None = None, rng: random.Random | None = None) -> None:
         self.settings = settings
+        # settings read on every request, as plain attributes: a pydantic model (it has a
+        # ``__getattr__``) sends each attribute read through CPython's slower, unspecialised path
+        self.log_body_cap = settings.log_body_cap
+        self.max_body_bytes = settings.max_body_bytes
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.store = SQLStore(settings.sqlalchemy_url)

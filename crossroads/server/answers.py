@@ -86,7 +86,7 @@ class ProviderErrorAnswer(Answer):
         if "retry-after" in self.err.headers:
             headers.append((b"retry-after", self.err.headers["retry-after"].encode()))
         await out.whole(self.err.status, headers, self.body)
-        call.record["response_body"] = self.body[: call.rt.settings.log_body_cap]
+        call.record["response_body"] = self.body[: call.rt.log_body_cap]
         call.finish(status=self.err.status, success=False,
                     error=f"provider answered {self.err.status}")
 
@@ -120,7 +120,7 @@ class ChatAnswer(Answer):
             self.resp.release()
         account_usage(call, self.provider, self.model, parsed.usage)
         rec = call.record
-        rec["response_body"] = parsed.body[: call.rt.settings.log_body_cap]
+        rec["response_body"] = parsed.body[: call.rt.log_body_cap]
         rec["response_size"] = len(parsed.body)
         rec["response_content_type"] = "application/json"
         call.finish(status=200, success=True)
@@ -145,7 +145,7 @@ class ChatAnswer(Answer):
         providers) is sent in one piece."""
         tr = self.translator
         assert tr is not None
-        copies = Copies(call.rt.settings.log_body_cap, self.cache_fill is not None)
+        copies = Copies(call.rt.log_body_cap, self.cache_fill is not None)
         await out.start(200, call.base_headers() + SSE_HEADERS
                         + [server_timing(call, self.sent_at)], hold=self.resp.complete)
         try:
@@ -196,7 +196,7 @@ class CacheHitAnswer(Answer):
         rec["cached"] = True
         rec["cost"] = 0.0
         rec["tokens_in"], rec["tokens_out"] = self.hit.tokens_in, self.hit.tokens_out
-        rec["response_body"] = self.hit.body[: call.rt.settings.log_body_cap]
+        rec["response_body"] = self.hit.body[: call.rt.log_body_cap]
         rec["response_size"] = len(self.hit.body)
         rec["response_content_type"] = ct.split(";")[0]
         call.finish(status=self.hit.status, success=True)

@@ -230,7 +230,7 @@ def start_call(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
     """A request's ``Call``, its log record started (``path`` as logged)."""
     log_id = uuid7()
     record = new_record(options, headers, log_id, account, gateway_id, path, body,
-                        rt.settings.log_body_cap)
+                        rt.log_body_cap)
     record["created_at"] = dt.datetime.now(dt.UTC)
     return Call(rt, snap, account, gateway_id, gateway, headers, options, log_id,
                 time.perf_counter(), caller_key, consumed, record)

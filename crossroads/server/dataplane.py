@@ -141,7 +141,7 @@ class DataPlane:
         snap, gateway, caller_key, consumed = await admitted(rt, account, gateway_id, headers)
         refused: GatewayError | None = None  # logged like any request, then answered
         try:
-            body = await read_body(receive, headers, rt.settings.max_body_bytes)
+            body = await read_body(receive, headers, rt.max_body_bytes)
         except PayloadTooLarge as exc:
             body, refused = b"", exc
         try:

@@ -119,7 +119,7 @@ class NativeAnswer(Answer):
 
     async def relay(self, call: Call, out: Responder) -> None:
         tr = self.tr
-        copies = Copies(call.rt.settings.log_body_cap, self.cache_fill is not None)
+        copies = Copies(call.rt.log_body_cap, self.cache_fill is not None)
         try:
             headers = call.base_headers() + self.resp.forward_headers()
             data = self.resp.first
