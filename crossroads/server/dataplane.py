@@ -31,7 +31,7 @@ from crossroads.runtime import Runtime
 from crossroads.server.answers import Answer, CacheHitAnswer, open_chat, relay_guarded
 from crossroads.server.call import Call, admitted, start_call
 from crossroads.server.passthrough import open_native
-from crossroads.server.respond import ABORT, HEAD, Responder, ResponseCut
+from crossroads.server.respond import ABORT_EXTENSION, HEAD_EXTENSION, Responder, ResponseCut
 from crossroads.server.route_exec import open_route
 from crossroads.server.universal import universal
 
@@ -90,7 +90,7 @@ class DataPlane:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         extensions = scope.get("extensions") or _NO_EXTENSIONS
-        out = Responder(send, extensions.get(HEAD), extensions.get(ABORT))
+        out = Responder(send, extensions.get(HEAD_EXTENSION), extensions.get(ABORT_EXTENSION))
         loop = asyncio.get_running_loop()
         sweep = self._sweep
         if sweep is None or sweep.loop is not loop:

@@ -28,7 +28,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from crossroads.server.respond import ABORT, HEAD
+from crossroads.server.respond import ABORT_EXTENSION, HEAD_EXTENSION
 
 
 class HeadAndBody:
@@ -114,11 +114,11 @@ class HttpProtocol(HttpToolsProtocol):
             cycle.transport = self._head_and_body  # type: ignore[assignment]
             scope: Any = self.scope  # a dict of its own per request: an app may add to it
             extensions = scope.get("extensions")
-            ours = {HEAD: self._head, ABORT: self._abort}
+            ours = {HEAD_EXTENSION: self._head, ABORT_EXTENSION: self._abort}
             scope["extensions"] = ours if extensions is None else {**extensions, **ours}
 
     def _abort(self) -> None:
-        """The ABORT extension: close the connection now, without the end of the answer's
+        """The ABORT_EXTENSION: close the connection now, without the end of the answer's
         body. The cycle counts as disconnected, so whatever it still sends is dropped and
         its end is not waited for (nor reported as an incomplete answer)."""
         if self.cycle is not None:

@@ -15,10 +15,10 @@ JSON_CT = (b"content-type", b"application/json")
 # before an answer's start with header lines for the server to add to the head as they are
 # (b"name: value\r\n"..., checked here: the server need not check them one by one), and
 # whether the first body bytes follow at once (the head may then wait for them)
-HEAD = "crossroads.head"
+HEAD_EXTENSION = "crossroads.head"
 # and one it may offer to close the connection without the end of the answer's body: how an
 # answer that cannot be completed (its provider broke off mid-body) is cut short for the client
-ABORT = "crossroads.abort"
+ABORT_EXTENSION = "crossroads.abort"
 # headers the server itself acts on (how the body is framed, whether the connection stays
 # open): always given to it in the start message
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
@@ -71,7 +71,7 @@ def stream_error_event(exc: GatewayError) -> bytes:
 
 
 class ResponseCut(Exception):
-    """Raised where the server offers no ``ABORT``: an ASGI server closes the connection of
+    """Raised where the server offers no ``ABORT_EXTENSION``: an ASGI server closes the connection of
     an app that fails after its answer started, without the end of the body."""
 
 
@@ -83,8 +83,8 @@ class Responder:
     def __init__(self, send: Send, head: Callable[[bytes, bool], None] | None = None,
                  abort: Callable[[], None] | None = None) -> None:
         self._send = send
-        self._head = head  # the server's HEAD extension, if it has one
-        self._abort = abort  # and its ABORT extension
+        self._head = head  # the server's HEAD_EXTENSION, if it has one
+        self._abort = abort  # and its ABORT_EXTENSION
         self.started = False
         self.finished = False
         self.status = 0
