@@ -71,8 +71,8 @@ def stream_error_event(exc: GatewayError) -> bytes:
 
 
 class ResponseCut(Exception):
-    """Raised where the server offers no ``ABORT_EXTENSION``: an ASGI server closes the connection of
-    an app that fails after its answer started, without the end of the body."""
+    """Raised where the server offers no ``ABORT_EXTENSION``: an ASGI server closes the
+    connection of an app that fails after its answer started, without the end of the body."""
 
 
 class Responder:
