@@ -215,9 +215,7 @@ def main() -> int:
                     ctx, cfg, rounds, float(env.get("BENCH_PAIRED_DURATION", "4")))
             except Exception as e:  # the systems' own runs still go ahead
                 print(f"  paired rounds failed: {type(e).__name__}: {e}", flush=True)
-                paired_rows = [{"system": s, "scenario": sc, "round": 0,
-                                "status": f"failed: {type(e).__name__}: {e}"[:300]}
-                               for s, sc in paired.LEGS]
+                paired_rows = paired.failed_rows(f"{type(e).__name__}: {e}")
         for inst in build_plan(conns):
             if only and inst.system not in only:
                 continue

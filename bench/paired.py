@@ -11,7 +11,6 @@ measures the floor, Crossroads' compat endpoint and its dynamic route one after 
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 from dataclasses import replace
@@ -51,8 +50,7 @@ def run_paired(ctx: Context, cfg: Settings, rounds: int, duration: float,
         log(f"  unavailable: {e}", flush=True)
         for server in servers:
             server.stop()
-        return [{"system": s, "scenario": sc, "round": 0, "status": f"failed: {e}"}
-                for s, sc in LEGS]
+        return failed_rows(str(e))
     short = replace(cfg, duration=duration, warmup=min(cfg.warmup, 1.0))
     try:
         for r in range(1, rounds + 1):
@@ -90,26 +88,22 @@ def calibrate() -> float | None:
         return None
 
 
-def ratios(rows: list[dict]) -> dict[str, dict]:
-    """Per-round ratios against that round's floor, and their median:
-    ``{name: {"rounds": [..], "median": x}}``; rounds with a failed leg are left out."""
+def ratios(rows: list[dict], leg: tuple[str, str], field: str) -> list[float]:
+    """``leg``'s ``field`` over the floor's, round by round (rounds where either run failed
+    are left out)."""
     by_round: dict[int, dict[tuple[str, str], dict]] = {}
     for row in rows:
         if row.get("status") == "ok":
             by_round.setdefault(row["round"], {})[(row["system"], row["scenario"])] = row
-    wanted = {
-        "throughput vs floor": (("crossroads", "openai-json"), "rps"),
-        "CPU/request vs floor": (("crossroads", "openai-json"), "cpu_us_per_req"),
-        "CPU/request dynamic route vs floor": (("crossroads", "dynamic-route"),
-                                               "cpu_us_per_req"),
-    }
-    out: dict[str, dict] = {}
-    for name, (leg, field) in wanted.items():
-        per_round = []
-        for legs in by_round.values():
-            floor, mine = legs.get(("floor", "openai-json")), legs.get(leg)
-            if floor and mine and floor.get(field) and mine.get(field):
-                per_round.append(round(mine[field] / floor[field], 3))
-        out[name] = {"rounds": per_round,
-                     "median": round(statistics.median(per_round), 3) if per_round else None}
+    out = []
+    for legs in by_round.values():
+        floor, mine = legs.get(LEGS[0]), legs.get(leg)
+        if floor and mine and floor.get(field) and mine.get(field):
+            out.append(round(mine[field] / floor[field], 3))
     return out
+
+
+def failed_rows(reason: str) -> list[dict]:
+    """What the report shows when the paired rounds could not run at all."""
+    return [{"system": s, "scenario": sc, "round": 0, "status": f"failed: {reason}"[:300]}
+            for s, sc in LEGS]

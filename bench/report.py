@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import paired
 
 REF = "c=16"  # the load the DESIGN.md floor numbers were measured at
+FLOOR = ("floor", "openai-json")
+# the targets against the floor, checked on the single runs and on the paired rounds:
+# (name, Crossroads' leg, field, target, higher is better)
+FLOOR_RATIOS = (
+    ("throughput vs floor", ("crossroads", "openai-json"), "rps", "≥0.7x", True),
+    ("CPU/request vs floor", ("crossroads", "openai-json"), "cpu_us_per_req", "≤1.4x", False),
+    ("CPU/request dynamic route vs floor", ("crossroads", "dynamic-route"), "cpu_us_per_req",
+     "≤1.6x", False),
+)
+
+
+def _meets(value: float, target: str, higher_is_better: bool) -> bool:
+    limit = float(target.strip("≥≤<> x"))
+    return value >= limit if higher_is_better else value <= limit
 
 
 def find(rows: list[dict], system: str, scenario: str, load: str, ok_only: bool = True):
@@ -34,9 +49,8 @@ def _ratio_check(rows, name, num, den, field, target, higher_is_better, load=REF
         check["detail"] = "n/a: " + _why(rows, *missing, load)
         return check
     value = a[field] / b[field]
-    limit = float(target.strip("≥≤<> x"))
     check["value"] = round(value, 3)
-    check["pass"] = value >= limit if higher_is_better else value <= limit
+    check["pass"] = _meets(value, target, higher_is_better)
     check["detail"] = f"{a[field]:,.1f} / {b[field]:,.1f} {field} at {load}"
     return check
 
@@ -62,36 +76,25 @@ def added_latency(rows: list[dict]) -> list[dict]:
 
 
 def paired_checks(paired_rows: list[dict]) -> list[dict]:
-    """The three floor ratios again, each the median of the paired rounds' own ratios."""
-    targets = {"throughput vs floor": ("≥0.7x", True), "CPU/request vs floor": ("≤1.4x", False),
-               "CPU/request dynamic route vs floor": ("≤1.6x", False)}
+    """The floor ratios again, each the median of the paired rounds' own ratios."""
     out = []
-    for name, r in paired.ratios(paired_rows).items():
-        target, higher = targets[name]
-        limit = float(target.strip("≥≤<> x"))
+    for name, leg, field, target, higher in FLOOR_RATIOS:
+        per_round = paired.ratios(paired_rows, leg, field)
+        median = round(statistics.median(per_round), 3) if per_round else None
         check = {"name": f"{name} (paired rounds, median)", "target": target,
-                 "value": r["median"], "pass": None, "detail": "n/a: no complete round"}
-        if r["median"] is not None:
-            check["pass"] = r["median"] >= limit if higher else r["median"] <= limit
-            check["detail"] = "rounds: " + ", ".join(f"{x:.3f}" for x in r["rounds"])
+                 "value": median, "pass": None, "detail": "n/a: no complete round"}
+        if median is not None:
+            check["pass"] = _meets(median, target, higher)
+            check["detail"] = "rounds: " + ", ".join(f"{x:.3f}" for x in per_round)
         out.append(check)
     return out
 
 
 def summarize(rows: list[dict], paired_rows: list[dict] | None = None) -> dict:
-    cr, fl = ("crossroads", "openai-json"), ("floor", "openai-json")
+    cr, fl = ("crossroads", "openai-json"), FLOOR
     checks = [
-        _ratio_check(rows, "throughput vs floor", cr, fl, "rps", "≥0.7x", True),
-        _ratio_check(rows, "CPU/request vs floor", cr, fl, "cpu_us_per_req", "≤1.4x", False),
-        _ratio_check(
-            rows,
-            "CPU/request dynamic route vs floor",
-            ("crossroads", "dynamic-route"),
-            fl,
-            "cpu_us_per_req",
-            "≤1.6x",
-            False,
-        ),
+        *(_ratio_check(rows, name, leg, fl, field, target, higher)
+          for name, leg, field, target, higher in FLOOR_RATIOS),
         _ratio_check(
             rows, "throughput vs Portkey", cr, ("portkey", "openai-json"), "rps", "≥5x", True
         ),
