@@ -177,6 +177,21 @@ class RunningGateway:
 
         return self.thread.run(go())
 
+    def logs_once(self, count: int, gateway: str = "default", within: float = 10.0
+                  ) -> list[dict[str, Any]]:
+        """``logs``, once at least ``count`` rows are there: for a record the gateway writes
+        after the client has gone (a WebSocket session ends when the gateway sees the close,
+        which may be after the client's ``close`` returned). Fails after ``within`` s."""
+        import time
+
+        give_up = time.monotonic() + within
+        while True:
+            rows = self.logs(gateway)
+            if len(rows) >= count or time.monotonic() > give_up:
+                assert len(rows) >= count, f"{len(rows)} log rows, expected {count}"
+                return rows
+            time.sleep(0.01)
+
     def create_route(self, name: str, elements: list[dict[str, Any]] | None = None,
                      gateway: str = "default") -> dict[str, Any]:
         """Create (and deploy) a route through the management API; by default the smallest
