@@ -93,6 +93,9 @@ def main() -> None:
     ap.add_argument("--only", default="",
                     help="comma-separated scenarios or systems to count (e.g. "
                          "openai-json,dynamic-route or crossroads); default: all")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep callgrind's dumps (one per scenario) for callgrind_annotate "
+                         "and print where they are")
     args = ap.parse_args()
     only = {x for x in args.only.split(",") if x}
     for tool in ("valgrind", "callgrind_control"):
@@ -142,7 +145,10 @@ def main() -> None:
     dest = HERE / "results" / f"icount-{datetime.now():%Y%m%d-%H%M%S}.json"
     dest.write_text(json.dumps({"requests": args.requests, "rows": rows}, indent=1))
     print(f"written: {dest}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep:
+        print(f"dumps kept in {tmp} (<system>.callgrind.<n>: scenario n in the order above)")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _crossroads_targets(server: procs.Server) -> dict[str, Target]:

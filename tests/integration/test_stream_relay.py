@@ -3,7 +3,10 @@ arrives, not when the next one does (the first token is not held back behind the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import openai
+import pytest
 from harness import RunningGateway, StandinServer
 from standins.openai import STATE, Pace
 
@@ -52,3 +55,28 @@ def test_native_stream_relays_each_chunk_as_it_arrives(gateway: RunningGateway,
                           openai_up)
     row = gateway.logs()[0]
     assert (row["status_code"], row["success"], row["tokens_out"]) == (200, True, 7)
+
+
+@pytest.mark.parametrize("surface", ["compat", "native"])
+def test_a_stream_that_stalls_mid_answer_is_cut_off_by_the_idle_timeout(
+        gateway_factory: Callable[..., RunningGateway], openai_up: StandinServer,
+        surface: str) -> None:
+    """The provider sends two chunks, then nothing: after ``stream_idle_timeout`` the client
+    has what was sent, then an error in the stream, and the log says why."""
+    gw = gateway_factory({"CROSSROADS_UPSTREAM_OPENAI": openai_up.url + "/v1",
+                          "CROSSROADS_STREAM_IDLE_TIMEOUT": "0.3"})
+    gw.put_key("openai", "sk-stored")
+    state = openai_up.app[STATE]
+    state.queue.append(Pace(chunks=2))  # never released
+    base, model = ((gw.compat(), "openai/gpt-4o-mini") if surface == "compat"
+                   else (gw.base() + "/openai", "gpt-4o-mini"))
+    received = []
+    with pytest.raises(openai.APIError):
+        for chunk in _client(base, gw.token()).chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}], stream=True):
+            received.append(chunk)
+    state.release.set()
+    assert received and received[0].choices[0].delta.role == "assistant"
+    row = gw.logs()[0]
+    assert row["success"] is False
+    assert "sent nothing for 0.3 s mid-answer" in row["error"]
