@@ -25,8 +25,8 @@ CONNS = 16
 # core is at that moment (a shared VM's speed drifts; the guest sees no steal time for it)
 CALIBRATION = ("import time; t = time.perf_counter(); sum(range(3_000_000)); "
                "print((time.perf_counter() - t) * 1000)")
-LEGS = (("floor", "openai-json"), ("crossroads", "openai-json"),
-        ("crossroads", "dynamic-route"))
+FLOOR = ("floor", "openai-json")  # the leg every ratio is taken against
+LEGS = (FLOOR, ("crossroads", "openai-json"), ("crossroads", "dynamic-route"))
 
 
 def run_paired(ctx: Context, cfg: Settings, rounds: int, duration: float,
@@ -97,7 +97,7 @@ def ratios(rows: list[dict], leg: tuple[str, str], field: str) -> list[float]:
             by_round.setdefault(row["round"], {})[(row["system"], row["scenario"])] = row
     out = []
     for legs in by_round.values():
-        floor, mine = legs.get(LEGS[0]), legs.get(leg)
+        floor, mine = legs.get(FLOOR), legs.get(leg)
         if floor and mine and floor.get(field) and mine.get(field):
             out.append(round(mine[field] / floor[field], 3))
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 import paired
 
 REF = "c=16"  # the load the DESIGN.md floor numbers were measured at
-FLOOR = ("floor", "openai-json")
+FLOOR = paired.FLOOR
 # the targets against the floor, checked on the single runs and on the paired rounds:
 # (name, Crossroads' leg, field, target, higher is better)
 FLOOR_RATIOS = (
