@@ -20,6 +20,9 @@ class ProviderSpec:
     auth_prefix: str = "Bearer "
     # the headers a caller may use to send its own key on the native path
     key_headers: tuple[str, ...] = ("authorization",)
+    # native paths naming a model id (``/@cf/meta/...``) go under this path of the base
+    # (Workers AI runs models at ``.../ai/run/{model}``)
+    model_run_path: str = ""
 
 
 _SPECS = [
@@ -39,7 +42,8 @@ _SPECS = [
     ProviderSpec("baseten", "https://inference.baseten.co", "openai",
                  chat_path="/v1/chat/completions"),
     ProviderSpec("workers-ai", "https://api.cloudflare.com/client/v4/accounts/{account}/ai",
-                 "openai", chat_path="/v1/chat/completions", embeddings_path="/v1/embeddings"),
+                 "openai", chat_path="/v1/chat/completions", embeddings_path="/v1/embeddings",
+                 model_run_path="/run"),
     ProviderSpec("anthropic", "https://api.anthropic.com", "anthropic", chat_path="/v1/messages",
                  auth_header="x-api-key", auth_prefix="",
                  key_headers=("x-api-key", "authorization")),

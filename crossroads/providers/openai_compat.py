@@ -275,6 +275,8 @@ class OpenAICompatProvider:
             resource, _, path = path.lstrip("/").partition("/")
             base_url = base_url.replace("{resource}", resource)
             path = "/" + path
+        elif self.spec.model_run_path and path.startswith("/@"):  # Workers AI: /run/@cf/...
+            path = self.spec.model_run_path + path
         url = base_url + path + (("?" + query) if query else "")
         stream = usage_added = False
         if body and b'"stream"' in body:

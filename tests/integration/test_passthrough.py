@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import openai
 import pytest
 from harness import RunningGateway, StandinServer
+from standins import workers_ai
 from standins.openai import STATE, Cut
 
 
@@ -191,3 +194,22 @@ def test_a_stream_request_answered_with_json_is_passed_on_as_it_came(
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     assert r.json()["choices"][0]["message"]["content"] == "Hello from the stand-in."
     assert gateway.logs()[0]["success"] is True
+
+
+def test_workers_ai_model_path_runs_under_the_account(
+        gateway_factory: Callable[..., RunningGateway],
+        standin: Callable[..., StandinServer]) -> None:
+    """Cloudflare's ``/workers-ai/@cf/{model}`` goes to Workers AI's ``/accounts/{account}/ai/
+    run/@cf/{model}``, the account being the one in the request's URL; the stored key signs."""
+    up = standin(workers_ai.create_app())
+    gw = gateway_factory({"CROSSROADS_UPSTREAM_WORKERS_AI":
+                          up.url + "/client/v4/accounts/{account}/ai"})
+    gw.put_key("workers-ai", "cf-workers-token")
+    r = httpx.post(gw.base() + "/workers-ai/@cf/meta/llama-3.1-8b-instruct",
+                   json={"prompt": "tell me a joke"}, timeout=10,
+                   headers={"cf-aig-authorization": f"Bearer {gw.token()}"})
+    assert r.status_code == 200 and r.json()["result"]["response"] == workers_ai.ANSWER
+    sent = workers_ai.calls(up.app)[-1]
+    assert sent["path"] == "/client/v4/accounts/local/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    assert sent["headers"]["Authorization"] == "Bearer cf-workers-token"
+    assert gw.logs()[0]["provider"] == "workers-ai"
