@@ -14,6 +14,7 @@ from crossroads.runtime import Runtime
 from crossroads.server.dataplane import DataPlane
 from crossroads.server.management import build_management
 from crossroads.server.realtime import realtime
+from crossroads.server.universal_socket import is_universal_path, universal_socket
 
 log = logging.getLogger("crossroads")
 
@@ -63,7 +64,9 @@ class App:
             else:
                 await self.manage(scope, receive, send)
         elif kind == "websocket":
-            if scope["path"].startswith("/v1/"):
+            if is_universal_path(scope["path"]):  # Cloudflare's non-realtime WebSockets API
+                await universal_socket(self.data, scope, receive, send)
+            elif scope["path"].startswith("/v1/"):
                 await realtime(self.rt, scope, receive, send)
             else:
                 await receive()
