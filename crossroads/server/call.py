@@ -204,6 +204,25 @@ def authenticate(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
     return caller_key, tuple(consumed)
 
 
+# browsers cannot set a WebSocket handshake's headers: they send the gateway token as a
+# subprotocol, ``cf-aig-authorization.<token>``
+BROWSER_TOKEN = "cf-aig-authorization."
+
+
+def subprotocols(value: str) -> tuple[list[str], str | None]:
+    """A handshake's ``sec-websocket-protocol``: the subprotocols offered but a browser's
+    gateway token, and that token (None if there is none)."""
+    others: list[str] = []
+    token = None
+    for p in value.split(","):
+        p = p.strip()
+        if p.startswith(BROWSER_TOKEN):
+            token = p[len(BROWSER_TOKEN):]
+        elif p:
+            others.append(p)
+    return others, token
+
+
 async def admitted(rt: Runtime, account: str, gateway_id: str, headers: dict[str, str]
                    ) -> tuple[Snapshot, dict[str, Any], str | None, tuple[str, ...]]:
     """The gateway and the caller's credentials: (snapshot, gateway, caller's own key, headers

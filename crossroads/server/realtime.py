@@ -25,13 +25,12 @@ from crossroads.errors import GatewayError
 from crossroads.headers import parse_options
 from crossroads.providers.base import Usage
 from crossroads.server.answers import account_usage
-from crossroads.server.call import Call, admitted, start_call
+from crossroads.server.call import Call, admitted, start_call, subprotocols
 from crossroads.server.passthrough import native_upstream_request
 from crossroads.server.spend import check_spend
 
 log = logging.getLogger("crossroads")
 
-_BROWSER_TOKEN = "cf-aig-authorization."
 # handshake headers of the caller's connection, not the provider's
 _HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
                         "sec-websocket-protocol", "origin"})
@@ -67,12 +66,9 @@ async def realtime(rt: Any, scope: dict[str, Any], receive: Any, send: Any) -> N
     account, gateway_id, slug = parts[2], parts[3], parts[4]
     rest = parts[5] if len(parts) > 5 else ""
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")
-               if p.strip()]
-    for p in offered:  # browsers cannot set headers: the token comes as a subprotocol
-        if p.startswith(_BROWSER_TOKEN):
-            headers["cf-aig-authorization"] = "Bearer " + p[len(_BROWSER_TOKEN):]
-    protocols = [p for p in offered if not p.startswith(_BROWSER_TOKEN)]
+    protocols, token = subprotocols(headers.get("sec-websocket-protocol", ""))
+    if token is not None:
+        headers["cf-aig-authorization"] = "Bearer " + token
     try:
         snap, gateway, caller_key, consumed = await admitted(rt, account, gateway_id, headers)
         options = parse_options(headers)

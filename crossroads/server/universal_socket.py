@@ -31,13 +31,12 @@ from typing import Any
 import orjson
 
 from crossroads.errors import BadRequest, GatewayError, RateLimited
-from crossroads.server.call import admitted
+from crossroads.server.call import BROWSER_TOKEN, admitted, subprotocols
 from crossroads.server.respond import ABORT_EXTENSION
 from crossroads.sse import SSEDecoder
 
 log = logging.getLogger("crossroads")
 
-BROWSER_TOKEN = "cf-aig-authorization."  # a browser's token, sent as a subprotocol
 # requests one connection may have in flight; one more is refused (429) until one ends
 IN_FLIGHT = 64
 # handshake headers that are not the requests' own
@@ -192,21 +191,19 @@ async def universal_socket(plane: Any, scope: dict[str, Any], receive: Any, send
     account, gateway_id = parts[2], parts[3]
     raw = [(k, v) for k, v in scope["headers"] if k not in _HANDSHAKE]
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
-    offered = [p.strip() for p in dict(scope["headers"]).get(
-        b"sec-websocket-protocol", b"").decode("latin-1").split(",") if p.strip()]
-    for p in offered:  # browsers cannot set headers: the token comes as a subprotocol
-        if p.startswith(BROWSER_TOKEN):
-            headers["cf-aig-authorization"] = "Bearer " + p[len(BROWSER_TOKEN):]
-            raw = [(k, v) for k, v in raw if k != b"cf-aig-authorization"]
-            raw.append((b"cf-aig-authorization", headers["cf-aig-authorization"].encode()))
+    offered, token = subprotocols(
+        dict(scope["headers"]).get(b"sec-websocket-protocol", b"").decode("latin-1"))
+    if token is not None:
+        headers["cf-aig-authorization"] = "Bearer " + token
+        raw = [(k, v) for k, v in raw if k != b"cf-aig-authorization"]
+        raw.append((b"cf-aig-authorization", headers["cf-aig-authorization"].encode()))
     try:
         await admitted(plane.rt, account, gateway_id, headers)
     except GatewayError as exc:
         await send({"type": "websocket.close", "code": 1008, "reason": exc.message[:120]})
         return
     # a browser that offered subprotocols must get one of them back
-    others = [p for p in offered if not p.startswith(BROWSER_TOKEN)]
-    chosen = others[0] if others else (offered[0] if offered else None)
+    chosen = offered[0] if offered else (BROWSER_TOKEN + token if token is not None else None)
     await send({"type": "websocket.accept", "subprotocol": chosen})
     await Connection(plane, send, f"/v1/{account}/{gateway_id}", raw).serve(receive)
 
