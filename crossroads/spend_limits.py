@@ -9,12 +9,19 @@ A ``metadata`` key with ``mode: "partition"`` splits the rule into one budget pe
 key (a call without the key shares one budget, ``<none>``); without partitions a rule is one
 budget for every call it applies to. A disabled rule, or ``enabled: false`` on the whole
 setting, applies to nothing.
+
+A rule's counter is named by its ``id``; a rule without one by what it counts (its filters,
+window and technique), so that reordering the rules, or changing a limit, keeps each budget's
+spend, while a rule that counts something else starts a budget of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
+
+import orjson
 
 from crossroads.routing.plan import key_text
 
@@ -23,7 +30,7 @@ MAX_RULES = 20
 
 class Budget(NamedTuple):
     key: str  # the counter's key: one per rule (and per partition value)
-    rule: str  # the rule's id (or its position, ``rule-<n>``, when it has none)
+    rule: str  # the rule's id (or its position, ``rule-<n>``, when it has none), as shown
     limit: float  # USD
     window: float  # seconds
     technique: str  # "fixed" | "sliding"
@@ -35,6 +42,43 @@ def _listed(flt: Any, *names: str) -> bool:
     return isinstance(values, list) and any(n in values for n in names)
 
 
+# what a rule without an id counts: the counter is named after these (not its limit, its
+# ``enabled`` or its place among the rules)
+_SCOPE = ("provider", "model", "metadata", "window", "technique")
+# rules list (by identity: a gateway's settings are replaced whole when they change) -> the
+# counter name of each of its rules; bounded, as settings come and go
+_NAMES: dict[int, tuple[Sequence[Any], list[str]]] = {}
+_NAMES_KEPT = 256
+
+
+def counter_names(rules: Sequence[Any]) -> list[str]:
+    """The counter name of each rule: its ``id``, or ``auto-<digest of what it counts>`` (the
+    second and later of identical rules get ``-2``, ``-3``, ...: each keeps a budget)."""
+    found = _NAMES.get(id(rules))
+    if found is not None and found[0] is rules:
+        return found[1]
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for rule in rules:
+        if not isinstance(rule, Mapping):
+            names.append("")
+            continue
+        if rule.get("id"):
+            names.append(str(rule["id"]))
+            continue
+        scope = {k: rule.get(k) for k in _SCOPE}
+        scope["window"] = float(scope["window"] or 0)
+        scope["technique"] = scope["technique"] or "fixed"
+        digest = hashlib.sha256(orjson.dumps(scope, option=orjson.OPT_SORT_KEYS,
+                                              default=str)).hexdigest()[:16]
+        n = seen[digest] = seen.get(digest, 0) + 1
+        names.append(f"auto-{digest}" + (f"-{n}" if n > 1 else ""))
+    if len(_NAMES) >= _NAMES_KEPT:
+        _NAMES.clear()
+    _NAMES[id(rules)] = (rules, names)
+    return names
+
+
 def budgets(setting: Mapping[str, Any] | None, account: str, gateway_id: str, provider: str,
             model: str, metadata: Mapping[str, Any]) -> list[Budget]:
     """The budgets of ``setting`` (the gateway's ``spend_limits``) that a call to ``provider``
@@ -42,7 +86,9 @@ def budgets(setting: Mapping[str, Any] | None, account: str, gateway_id: str, pr
     if not setting or setting.get("enabled") is False:
         return []
     out: list[Budget] = []
-    for i, rule in enumerate(setting.get("rules") or ()):
+    rules = setting.get("rules") or ()
+    names = counter_names(rules)
+    for i, rule in enumerate(rules):
         if not isinstance(rule, Mapping) or rule.get("enabled") is False:
             continue
         if rule.get("provider") is not None and not _listed(rule["provider"], provider):
@@ -62,7 +108,7 @@ def budgets(setting: Mapping[str, Any] | None, account: str, gateway_id: str, pr
         if not applies:
             continue
         rule_id = str(rule.get("id") or f"rule-{i}")
-        key = f"spend:{account}:{gateway_id}:{rule_id}" + "".join(":" + p for p in parts)
+        key = f"spend:{account}:{gateway_id}:{names[i]}" + "".join(":" + p for p in parts)
         out.append(Budget(key, rule_id, float(rule["limit"]), float(rule["window"]),
                           str(rule.get("technique") or "fixed")))
     return out

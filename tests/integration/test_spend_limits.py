@@ -158,3 +158,22 @@ def test_a_realtime_session_counts_against_the_budget(gw: RunningGateway,
     with pytest.raises(Exception, match="403"):  # the handshake is refused
         with client.realtime.connect(model="gpt-4o-realtime-preview") as conn:
             conn.recv()
+
+
+def test_a_rule_without_id_keeps_its_spend_when_a_rule_is_put_before_it(
+        gw: RunningGateway, openai_up: StandinServer) -> None:
+    """Rules written without ids (the SDK sends them back as they were): the budget of a
+    spent rule stays spent when another rule is inserted before it and its limit is raised a
+    little, rather than starting again from the other rule's place."""
+    spent = {"limit": ONE_CALL * 1.5, "limitType": "cost", "window": 86400,
+             "model": {"mode": "filter", "values": ["gpt-4o"]}}
+    set_limits(gw, [spent])
+    c = client(gw)
+    for _ in range(2):
+        assert c.chat.completions.create(model="openai/gpt-4o", messages=ASK).choices
+    other = {"limit": 100, "limitType": "cost", "window": 60,
+             "provider": {"mode": "filter", "values": ["anthropic"]}}
+    set_limits(gw, [other, {**spent, "limit": ONE_CALL * 1.9}])
+    with pytest.raises(openai.RateLimitError) as ei:
+        c.chat.completions.create(model="openai/gpt-4o", messages=ASK)
+    assert "spend limit 'rule-1' exceeded" in str(ei.value.body)  # shown by its place

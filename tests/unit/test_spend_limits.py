@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from crossroads.gateway_settings import GatewaySettings
-from crossroads.spend_limits import budgets
+from crossroads.spend_limits import budgets, counter_names
 
 
 def rules(*rs: dict[str, Any], enabled: bool = True) -> dict[str, Any]:
@@ -47,8 +47,10 @@ def test_filters_on_provider_model_and_metadata() -> None:
 def test_partitions_split_a_rule_per_value() -> None:
     s = rules({"limit": 5, "limitType": "cost", "window": 3600, "technique": "sliding",
                "metadata": {"user": {"mode": "partition"}, "app": {"mode": "partition"}}})
-    assert keys(s, meta={"user": "u1", "app": "web"}) == ["spend:acct:gw:rule-0:app=web:user=u1"]
-    assert keys(s, meta={"user": "u2"}) == ["spend:acct:gw:rule-0:app=<none>:user=u2"]
+    (name,) = counter_names(s["rules"])
+    assert keys(s, meta={"user": "u1", "app": "web"}) == [f"spend:acct:gw:{name}:app=web:user=u1"]
+    assert keys(s, meta={"user": "u2"}) == [f"spend:acct:gw:{name}:app=<none>:user=u2"]
+    assert budgets(s, "acct", "gw", "openai", "m", {})[0].rule == "rule-0"  # as shown
     assert budgets(s, "acct", "gw", "openai", "m", {})[0].technique == "sliding"
 
 
@@ -58,6 +60,32 @@ def test_disabled_rules_and_setting_apply_to_nothing() -> None:
     assert keys(rules(a, b)) == ["spend:acct:gw:a"]
     assert keys(rules(a, enabled=False)) == []
     assert keys({}) == [] and budgets(None, "a", "g", "p", "m", {}) == []
+
+
+def test_a_rule_without_id_keeps_its_budget_when_rules_move_or_limits_change() -> None:
+    """Its counter is named by what it counts: a rule put before it, or a new limit, leaves
+    its spend where it was; a rule that counts something else has a budget of its own."""
+    daily = {"limit": 10, "limitType": "cost", "window": 86400,
+             "provider": {"mode": "filter", "values": ["openai"]}}
+    other = {"limit": 1, "limitType": "cost", "window": 60}
+    (before,) = keys(rules(daily))
+    assert before.startswith("spend:acct:gw:auto-")
+    assert keys(rules(other, daily))[1] == before  # moved to second place
+    assert keys(rules({**daily, "limit": 50})) == [before]  # a new limit
+    assert keys(rules({**daily, "enabled": True, "technique": "fixed"})) == [before]
+    assert keys(rules({**daily, "window": 3600})) != [before]  # counts another window
+    assert keys(rules({**daily, "provider": {"mode": "filter", "values": ["groq"]}}),
+                "groq") != [before]
+    twins = keys(rules(daily, daily))
+    assert twins[0] == before and twins[1] == before + "-2"  # each keeps a budget
+    assert keys(rules({**daily, "id": "mine"})) == ["spend:acct:gw:mine"]
+
+
+def test_counter_names_are_worked_out_once_per_rules_list() -> None:
+    stored = rules({"limit": 1, "limitType": "cost", "window": 60})["rules"]
+    first = counter_names(stored)
+    assert counter_names(stored) is first  # the same settings: looked up, not hashed again
+    assert counter_names([dict(r) for r in stored]) == first  # same rules: same names
 
 
 @pytest.mark.parametrize("bad", [
