@@ -56,15 +56,14 @@ class Providers:
         self._upstreams = upstreams
         self._adapters: dict[str, Provider] = {}
         self._bases: dict[str, str] = {}
-        # bases naming the account (Workers AI's ``.../accounts/{account}/ai``): the account
-        # of the request's URL, as Cloudflare's gateway fills in its own
-        self._per_account: frozenset[str] = frozenset()
         for slug, spec in BUILTIN.items():
             try:
                 self._adapters[slug] = build_adapter(spec)
             except KeyError:
                 continue  # adapter kind not available
             self._bases[slug] = upstreams.get(slug, spec.base_url)
+        # bases naming the account (Workers AI's ``.../accounts/{account}/ai``): the account
+        # of the request's URL, as Cloudflare's gateway fills in its own
         self._per_account = frozenset(s for s, b in self._bases.items() if "{account}" in b)
 
     def known(self, slug: str) -> bool:
