@@ -310,3 +310,32 @@ def test_requests_beyond_the_in_flight_cap_are_refused(
     assert refused["metadata"] == {"eventId": "second", "status": 429}
     assert "in flight" in refused["error"][0]["message"]
     assert answered["type"] == "universal.created" and answered["metadata"]["eventId"] == "first"
+
+
+def test_many_streams_on_one_connection_each_complete_and_in_order(
+        gateway: RunningGateway, openai_up: StandinServer) -> None:
+    """Forty streamed requests sent at once: every one ends with its universal.done, and the
+    text of each (its universal.stream messages in the order received) is whole."""
+    ids = [f"s{i}" for i in range(40)]
+
+    async def body(ws: Any) -> dict[str, list[dict[str, Any]]]:
+        for event_id in ids:
+            await ws.send(create(event_id, {**CHAT, "stream": True}))
+        got: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        done = 0
+        while done < len(ids):
+            msg = await recv(ws)
+            got[msg["metadata"]["eventId"]].append(msg)
+            done += msg["type"] == "universal.done"
+        return got
+
+    got = run(gateway, body)
+    for event_id in ids:
+        kinds = [m["type"] for m in got[event_id]]
+        assert kinds[0] == "universal.created" and kinds[-1] == "universal.done"
+        assert set(kinds[1:-1]) == {"universal.stream"}
+        text = "".join(m["response"]["choices"][0]["delta"].get("content") or ""
+                       for m in got[event_id][1:-1] if m["response"].get("choices"))
+        assert text == "Hello from the stand-in.", event_id
+    assert len({m["metadata"]["logId"] for ms in got.values() for m in ms[-1:]}) == len(ids)
+    assert len(gateway.logs()) == len(ids)
