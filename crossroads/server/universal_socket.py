@@ -15,9 +15,10 @@ concurrently; their messages name their ``eventId``:
   ``universal.stream`` per event (``metadata: {eventId}``, ``response``: the event's JSON;
   ``[DONE]`` is not relayed), then ``universal.done`` with the whole metadata;
 * a failure of the gateway's own (bad message, authentication, a limit, every step failing,
-  a stream broken off): ``universal.error`` with ``metadata`` and ``error`` (the gateway's
-  error envelope). A provider's error status is the provider's answer: ``universal.created``
-  with its ``status`` and body, as the HTTP endpoint passes it through.
+  a stream broken off or ending on an error event): ``universal.error`` with ``metadata`` and
+  ``error`` (the gateway's error list, or the stream's error object). A provider's error
+  status is the provider's answer: ``universal.created`` with its ``status`` and body, as the
+  HTTP endpoint passes it through.
 
 A connection that closes cancels its requests in flight (and so their upstream calls).
 """
@@ -125,17 +126,23 @@ class SocketRelay:
                 self.done = True
                 await self._whole(b"".join(self._parts))
             return
-        events = self._stream.feed(body) if body else []
+        events = [_json_or_text(ev.data) for ev in self._stream.feed(body)] if body else []
         if last:
-            events += self._stream.flush()
+            events += [_json_or_text(ev.data) for ev in self._stream.flush()]
+        failed = None
+        if last and events and isinstance(events[-1], dict) and "error" in events[-1]:
+            failed = events.pop()  # a stream that ended on an error (sent in-band over HTTP)
         for ev in events:
-            if ev.data and ev.data != b"[DONE]":
+            if ev and ev != "[DONE]":
                 await self._emit({"type": "universal.stream",
-                                  "metadata": {"eventId": self.event_id},
-                                  "response": _json_or_text(ev.data)})
+                                  "metadata": {"eventId": self.event_id}, "response": ev})
         if last:
             self.done = True
-            await self._emit({"type": "universal.done", "metadata": self.metadata()})
+            if failed is not None:
+                await self._emit({"type": "universal.error", "metadata": self.metadata(),
+                                  "error": [failed["error"]]})
+            else:
+                await self._emit({"type": "universal.done", "metadata": self.metadata()})
 
     def _start(self, message: dict[str, Any]) -> None:
         self.started = True

@@ -275,6 +275,29 @@ def test_a_stream_broken_off_ends_with_an_error(gateway: RunningGateway,
     assert "broke off" in got[-1]["error"][0]["message"]
 
 
+def test_a_compat_stream_broken_off_ends_with_an_error(gateway: RunningGateway,
+                                                       openai_up: StandinServer) -> None:
+    """Over HTTP a translated stream reports a failure in-band (an ``error`` event); over the
+    WebSocket that last event is the universal.error, not a stream message."""
+    openai_up.app[STATE].queue = [Cut(2)]
+    query = {**CHAT, "model": "openai/gpt-4o-mini", "stream": True}
+
+    async def body(ws: Any) -> list[dict[str, Any]]:
+        await ws.send(create("compat-cut", query, provider="compat"))
+        got = [await recv(ws)]
+        while got[-1]["type"] not in ("universal.done", "universal.error"):
+            got.append(await recv(ws))
+        return got
+
+    got = run(gateway, body)
+    kinds = [g["type"] for g in got]
+    assert kinds[0] == "universal.created" and kinds[-1] == "universal.error"
+    assert set(kinds[1:-1]) == {"universal.stream"}
+    assert all("error" not in g["response"] for g in got[1:-1])
+    assert got[-1]["metadata"]["eventId"] == "compat-cut" and got[-1]["error"][0]["message"]
+    assert gateway.logs()[0]["success"] is False
+
+
 def test_parse_message_and_step_body() -> None:
     assert parse_message(None)[2] is not None
     event_id, request, refused = parse_message(create("x"))
