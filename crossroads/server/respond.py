@@ -49,12 +49,18 @@ def head_lines(headers: list[tuple[bytes, bytes]]
     return b"".join(parts), framing
 
 
-def error_envelope(exc: GatewayError) -> bytes:
-    """Cloudflare's envelope for errors the gateway itself raises."""
+def error_entry(exc: GatewayError) -> dict[str, Any]:
+    """One entry of an error list: ``{"code", "message"[, "details"]}``."""
     err: dict[str, Any] = {"code": exc.code, "message": exc.message}
     if exc.details is not None:
         err["details"] = exc.details
-    return orjson.dumps({"success": False, "result": [], "messages": [], "error": [err]})
+    return err
+
+
+def error_envelope(exc: GatewayError) -> bytes:
+    """Cloudflare's envelope for errors the gateway itself raises."""
+    return orjson.dumps({"success": False, "result": [], "messages": [],
+                         "error": [error_entry(exc)]})
 
 
 def error_headers(exc: GatewayError) -> list[tuple[bytes, bytes]]:

@@ -31,9 +31,9 @@ from typing import Any
 
 import orjson
 
-from crossroads.errors import BadRequest, GatewayError, RateLimited
+from crossroads.errors import BadRequest, GatewayError, RateLimited, UpstreamError
 from crossroads.server.call import BROWSER_TOKEN, admitted, subprotocols
-from crossroads.server.respond import ABORT_EXTENSION
+from crossroads.server.respond import ABORT_EXTENSION, error_entry
 from crossroads.sse import SSEDecoder
 
 log = logging.getLogger("crossroads")
@@ -98,22 +98,17 @@ class SocketRelay:
     def __init__(self, emit: Any, event_id: str | None) -> None:
         self._emit = emit
         self.event_id = event_id
-        self.status = 0
-        self.started = False
         self.done = False
         self._meta: dict[str, Any] = {"cacheStatus": "MISS", "eventId": event_id}
         self._gateway_error = False
         self._stream: SSEDecoder | None = None
         self._parts: list[bytes] = []
 
-    def metadata(self) -> dict[str, Any]:
-        return dict(self._meta)
-
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self._start(message)
             if self._stream is not None:
-                await self._emit({"type": "universal.created", "metadata": self.metadata()})
+                await self._emit({"type": "universal.created", "metadata": self._meta})
             return
         if message["type"] != "http.response.body" or self.done:
             return
@@ -139,16 +134,15 @@ class SocketRelay:
         if last:
             self.done = True
             if failed is not None:
-                await self._emit({"type": "universal.error", "metadata": self.metadata(),
+                await self._emit({"type": "universal.error", "metadata": self._meta,
                                   "error": [failed["error"]]})
             else:
-                await self._emit({"type": "universal.done", "metadata": self.metadata()})
+                await self._emit({"type": "universal.done", "metadata": self._meta})
 
     def _start(self, message: dict[str, Any]) -> None:
-        self.started = True
-        self.status = message["status"]
+        status = message["status"]
         meta = self._meta
-        meta["status"] = self.status
+        meta["status"] = status
         for name, value in message.get("headers", ()):
             if name == b"cf-aig-log-id":
                 meta["logId"] = value.decode("latin-1")
@@ -160,17 +154,17 @@ class SocketRelay:
                 meta["contentType"] = value.decode("latin-1").split(";")[0].strip()
             elif name == b"cf-aig-error-source" and value == b"gateway":
                 self._gateway_error = True
-        if meta.get("contentType") == "text/event-stream" and self.status < 400:
+        if meta.get("contentType") == "text/event-stream" and status < 400:
             self._stream = SSEDecoder()
 
     async def _whole(self, body: bytes) -> None:
         if self._gateway_error:
             parsed = _json_or_text(body)
             errors = parsed.get("error") if isinstance(parsed, dict) else None
-            await self._emit({"type": "universal.error", "metadata": self.metadata(),
+            await self._emit({"type": "universal.error", "metadata": self._meta,
                               "error": errors if errors is not None else parsed})
             return
-        await self._emit({"type": "universal.created", "metadata": self.metadata(),
+        await self._emit({"type": "universal.created", "metadata": self._meta,
                           "response": _json_or_text(body)})
 
     async def broke_off(self, reason: str) -> None:
@@ -178,8 +172,8 @@ class SocketRelay:
         if self.done:
             return
         self.done = True
-        await self._emit({"type": "universal.error", "metadata": self.metadata(),
-                          "error": [{"code": 2005, "message": reason}]})
+        await self._emit({"type": "universal.error", "metadata": self._meta,
+                          "error": [error_entry(UpstreamError(reason))]})
 
 
 def _json_or_text(data: bytes) -> Any:
@@ -228,7 +222,7 @@ class Connection:
     async def emit(self, obj: dict[str, Any]) -> None:
         if self.closed.is_set():
             return
-        data = orjson.dumps(obj).decode()
+        data = orjson.dumps(obj).decode()  # at once: ``obj`` may change after the call
         async with self._lock:  # whole messages, one at a time
             try:
                 await self._send({"type": "websocket.send", "text": data})
@@ -267,7 +261,7 @@ class Connection:
     async def refuse(self, exc: GatewayError, event_id: str | None) -> None:
         await self.emit({"type": "universal.error",
                          "metadata": {"eventId": event_id, "status": exc.status},
-                         "error": [{"code": exc.code, "message": exc.message}]})
+                         "error": [error_entry(exc)]})
 
     async def run(self, event_id: str | None, request: Any) -> None:
         """One request through the data plane, as ``POST /v1/{a}/{g}`` with the handshake's
