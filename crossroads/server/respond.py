@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,9 +24,14 @@ ABORT_EXTENSION = "crossroads.abort"
 # open): always given to it in the start message
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 # what a header line written as it is may hold: a name of RFC 9110 token characters (lower
-# case, as the server writes names), a value without control characters but tab
+# case, as the server writes names), a value without control characters but tab; as tables for
+# ``bytes.translate`` that turn every byte that may not stand there into 1 and the others into 0
 _NAME_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 _VALUE_CHARS = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_NAME_MARKS = bytes(0 if c in _NAME_CHARS else 1 for c in range(256))
+_VALUE_MARKS = bytes(0 if c in _VALUE_CHARS else 1 for c in range(256))
+_name_of = operator.itemgetter(0)
+_value_of = operator.itemgetter(1)
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
@@ -34,19 +40,22 @@ def head_lines(headers: list[tuple[bytes, bytes]]
                ) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
     """``headers`` as lines the server can add to a head as they are, and the framing headers
     it must still be given; None if a header is not valid as it is (the server's own checks
-    then report it). One pass for all the lines rather than two regex searches per header."""
-    parts: list[bytes] = []
+    then report it). Built and checked by C calls over all the headers at once (``map``,
+    ``join``, ``translate``), not a Python loop over them: uvicorn's two regular-expression
+    searches per header, then one Python loop, cost ~2,500 and ~3,000 instructions a
+    header."""
+    names = list(map(_name_of, headers))
     framing: list[tuple[bytes, bytes]] = []
-    for pair in headers:
-        if pair[0] in _FRAMING:
-            framing.append(pair)
-        else:
-            parts += (pair[0], b": ", pair[1], b"\r\n")
-    names = parts[0::4]
-    if (b"".join(names).translate(None, _NAME_CHARS) or b"" in names
-            or b"".join(parts[2::4]).translate(None, _VALUE_CHARS)):
+    if not _FRAMING.isdisjoint(names):
+        framing = [pair for pair in headers if pair[0] in _FRAMING]
+        headers = [pair for pair in headers if pair[0] not in _FRAMING]
+        names = list(map(_name_of, headers))
+    if not headers:
+        return b"", framing
+    if (b"" in names or 1 in b"".join(names).translate(_NAME_MARKS)
+            or 1 in b"".join(map(_value_of, headers)).translate(_VALUE_MARKS)):
         return None
-    return b"".join(parts), framing
+    return b"\r\n".join(map(b": ".join, headers)) + b"\r\n", framing
 
 
 def error_entry(exc: GatewayError) -> dict[str, Any]:
@@ -110,15 +119,16 @@ class Responder:
 
     async def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """``start`` and a last ``body`` in one (most answers: one coroutine, not three)."""
-        headers.append((b"content-length", str(len(body)).encode()))
         self.started = self.finished = True
         self.status = status
         send = self._send
-        await send(self._start_message(status, headers, True))
+        await send(self._start_message(status, headers, True,
+                                       (b"content-length", str(len(body)).encode())))
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
-    def _start_message(self, status: int, headers: list[tuple[bytes, bytes]], hold: bool
-                       ) -> dict[str, Any]:
+    def _start_message(self, status: int, headers: list[tuple[bytes, bytes]], hold: bool,
+                       length: tuple[bytes, bytes] | None = None) -> dict[str, Any]:
+        """``length``: the answer's ``content-length`` header, always the server's."""
         if self.extra_headers:
             headers = headers + self.extra_headers
         if self._head is not None:
@@ -126,6 +136,8 @@ class Responder:
             if split is not None:
                 lines, headers = split
                 self._head(lines, hold)
+        if length is not None:
+            headers = [*headers, length]
         return {"type": "http.response.start", "status": status, "headers": headers}
 
     def cut(self) -> None:

@@ -147,28 +147,44 @@ def _row_function(columns: Sequence[str], fixes: Sequence[Fix], lenient: bool,
     parts = [_column_expression(i, f"r.get({column!r})" if lenient else f"r[{column!r}]",
                                 *fix.get(i, (None, None)))
              for i, column in enumerate(columns)]
-    source = "def f(r):\n    return (" + ",\n            ".join(parts) + ",)\n"
+    source = f"def f(r):\n    return {_tuple_display(parts)}\n"
     return _compile(source, f"log row: {len(columns)} columns", fixes, timestamp)
+
+
+def _tuple_display(items: Sequence[str]) -> str:
+    """Source of a tuple of ``items``: CPython builds a tuple display of more than 30 items
+    through a list (an append per item, the list grown, then copied), ~7,000 instructions for
+    the two 35-item tuples of a log row; displays of at most 30 items added together cost a
+    few hundred."""
+    chunks = [items[i:i + 30] for i in range(0, len(items), 30)] or [[]]
+    return " + ".join("(" + "".join(f"{item}, " for item in chunk) + ")" for chunk in chunks)
+
+
+def _tested(fixes: Sequence[Fix], columns: int) -> list[int]:
+    """The columns a row may leave NULL: not those with a NOT NULL default, nor the bools
+    stored as 0 when missing."""
+    never = {i for i, default, name in fixes
+             if default is not None or (name == "bool" and default == 0)}
+    return [i for i in range(columns) if i not in never]
 
 
 def _prepare_function(columns: Sequence[str], fixes: Sequence[Fix],
                       timestamp: Callable[[dt.datetime], str] = sqlite_timestamp
                       ) -> Callable[[dict[str, Any]], tuple[tuple[bool, ...], tuple[Any, ...]]]:
-    """Like ``_row_function`` (strict), but the function also returns the row's shape (which
-    columns are not NULL), tested in the same pass; a column that can never be NULL (one with
-    a NOT NULL default, a bool) is not tested. Together with picking the values (``_take``)
-    ~37,000 instructions a record against ~44,000 for the row and then its shape from the
-    finished tuple (``map``, ``compress``)."""
+    """Like ``_row_function`` (strict), but the function also returns which of the columns
+    that may be NULL (``_tested``) are not, tested in the same pass: the key to the row's
+    shape (``RowShaper.prepare``). ~31,000 instructions a record against ~44,000 for the row
+    and then its shape from the finished tuple (``map``, ``compress``); ~24,000 since the
+    tuples are built as displays of at most 30 items and the key holds only the columns that
+    can be NULL."""
     fix = {i: (default, name) for i, default, name in fixes}
-    lines, shape = [], []
+    lines = []
     for i, column in enumerate(columns):
         default, name = fix.get(i, (None, None))
         lines.append(f"    v{i} = {_column_expression(i, f'r[{column!r}]', default, name)}")
-        never_null = default is not None or (name == "bool" and default == 0)
-        shape.append("True" if never_null else f"v{i} is not None")
-    values = ", ".join(f"v{i}" for i in range(len(columns)))
-    source = ("def f(r):\n" + "\n".join(lines)
-              + f"\n    return ({', '.join(shape)},), ({values},)\n")
+    key = _tuple_display([f"v{i} is not None" for i in _tested(fixes, len(columns))])
+    values = _tuple_display([f"v{i}" for i in range(len(columns))])
+    source = "def f(r):\n" + "\n".join(lines) + f"\n    return {key}, {values}\n"
     return _compile(source, f"log row and shape: {len(columns)} columns", fixes, timestamp)
 
 
@@ -204,9 +220,11 @@ class RowShaper:
         self._row = _row_function(self.columns, fixes, lenient=False, timestamp=stamp)
         self._row_lenient = _row_function(self.columns, fixes, lenient=True, timestamp=stamp)
         self._prepare = _prepare_function(self.columns, fixes, timestamp=stamp)
+        self._tested = _tested(fixes, len(self.columns))
         # per shape: the shape itself (one object for all the rows of that shape, so grouping
-        # them compares by identity) and its taker
+        # them compares by identity) and its taker; and the same by ``_prepare``'s key
         self._takers: dict[Shape, tuple[Shape, Taker]] = {}
+        self._by_key: dict[tuple[bool, ...], tuple[Shape, Taker]] = {}
         self._sql: dict[tuple[Shape, int], str] = {}
 
     def row(self, record: dict[str, Any]) -> tuple[Any, ...]:
@@ -225,20 +243,32 @@ class RowShaper:
         return self._take(tuple(map(operator.is_not, row, self._nones)), row)
 
     def _take(self, shape: Shape, row: tuple[Any, ...]) -> tuple[Shape, tuple[Any, ...]]:
+        known = self._takers.get(shape) or self._known(shape)
+        return known[0], known[1](row)
+
+    def _known(self, shape: Shape) -> tuple[Shape, Taker]:
         known = self._takers.get(shape)
         if known is None:
             known = (shape, _taker(shape))
             if len(self._takers) < 1024:
                 self._takers[shape] = known
-        return known[0], known[1](row)
+        return known
 
     def prepare(self, record: dict[str, Any]) -> tuple[Shape, tuple[Any, ...]]:
         """One record's (shape, values without its NULLs)."""
         try:
-            shape, row = self._prepare(record)
+            key, row = self._prepare(record)
         except KeyError:  # records not made by new_record (tests, tools)
             return self.split(self._row_lenient(record))
-        return self._take(shape, row)
+        known = self._by_key.get(key)
+        if known is None:
+            shape = [True] * len(self.columns)
+            for i, present in zip(self._tested, key, strict=True):
+                shape[i] = present
+            known = self._known(tuple(shape))
+            if len(self._by_key) < 1024:
+                self._by_key[key] = known
+        return known[0], known[1](row)
 
     @staticmethod
     def group(split_rows: Iterable[tuple[Shape, tuple[Any, ...]]], into: Groups | None = None
