@@ -384,8 +384,12 @@ class SQLiteLogWriter:
     def prepare(self, record: dict[str, Any]) -> Item:
         """A record as the writer queues it (see ``Item``)."""
         shape, values = self.shaper.prepare(record)
-        return (record.get("created_at"), record.get("account_id"), record.get("gateway_id"),
-                shape, values)
+        try:  # subscripts, not three dict.get calls: records from new_record have every key
+            return (record["created_at"], record["account_id"], record["gateway_id"], shape,
+                    values)
+        except KeyError:
+            return (record.get("created_at"), record.get("account_id"),
+                    record.get("gateway_id"), shape, values)
 
     @staticmethod
     def owner(item: Item) -> tuple[Any, Any]:
