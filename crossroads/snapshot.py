@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 from crossroads.providers import BUILTIN, Credentials, Provider, build_adapter, custom_spec
@@ -94,10 +95,12 @@ def key_context(account: str, gateway: str, provider: str, alias: str) -> str:
 
 async def load_snapshot(store: SQLStore, vault: Vault, known_provider: Any) -> Snapshot:
     snap = Snapshot(epoch=await store.epoch(), admin_digest=await store.get_meta("admin_digest"))
+    # the names in the keys of these tables are interned, as the data plane interns a request's
+    # account and gateway: a lookup then compares the key's items by identity, not text
     for account, gw in await store.all_gateways():
-        snap.gateways[(account, gw["id"])] = gw
+        snap.gateways[(intern(account), intern(gw["id"]))] = gw
     for digest, account, gateway in await store.all_token_digests():
-        snap.tokens[digest] = (account, gateway)
+        snap.tokens[digest] = (intern(account), gateway if gateway is None else intern(gateway))
     for row in await store.all_keys():
         ctx = key_context(row["account_id"], row["gateway_id"], row["provider"], row["alias"])
         try:
@@ -105,7 +108,8 @@ async def load_snapshot(store: SQLStore, vault: Vault, known_provider: Any) -> S
         except Exception:  # wrong master key or tampered row: skip, say so, never the value
             log.error("cannot decrypt stored key %s (wrong master key?)", ctx)
             continue
-        snap.keys[(row["account_id"], row["gateway_id"], row["provider"], row["alias"])] = \
+        snap.keys[(intern(row["account_id"]), intern(row["gateway_id"]), intern(row["provider"]),
+                   intern(row["alias"]))] = \
             Credentials(secret)
     for cp in await store.list_custom_providers():
         snap.custom[(cp["account_id"], "custom-" + cp["slug"])] = custom_spec(cp["slug"],
@@ -125,5 +129,6 @@ async def _load_routes(store: SQLStore, snap: Snapshot, known_provider: Any) -> 
         except Exception as exc:
             log.error("deployed route %s is invalid: %s", row["name"], exc)
             continue
-        snap.routes[(row["account_id"], row["gateway_id"], row["name"])] = DeployedRoute(
-            row["route_id"], row["name"], row["version_id"], row["number"], graph)
+        key = (intern(row["account_id"]), intern(row["gateway_id"]), row["name"])
+        snap.routes[key] = DeployedRoute(row["route_id"], row["name"], row["version_id"],
+                                         row["number"], graph)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from sys import intern
 from typing import Any
 
 import orjson
@@ -135,7 +136,9 @@ class DataPlane:
         parts = scope["path"].split("/", 4)
         if len(parts) < 4 or not parts[2] or not parts[3]:
             raise NotFound("expected /v1/{account_id}/{gateway_id}/...")
-        account, gateway_id = parts[2], parts[3]
+        # interned, as the configuration's keys are (crossroads.snapshot): its lookups by
+        # (account, gateway, ...) then compare the names by identity
+        account, gateway_id = intern(parts[2]), intern(parts[3])
         rest = parts[4] if len(parts) > 4 else ""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         snap, gateway, caller_key, consumed = await admitted(rt, account, gateway_id, headers)
