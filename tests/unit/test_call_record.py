@@ -15,6 +15,18 @@ def test_a_record_has_every_column_and_only_those() -> None:
     assert set(rec) == {c.name for c in logs.columns}
 
 
+def test_a_record_is_keyed_by_the_column_names_the_writer_reads_it_by() -> None:
+    # plain str keys, the very objects the SQLite writer's columns are: SQLAlchemy's names are
+    # a str subclass, and one such key makes CPython look up every key of the dict the slow way
+    from crossroads.store.sql import _LOG_COLUMNS
+
+    rec = new_record(NO_OPTIONS, {}, "log-1", "acct", "gw", "/p", b"{}", 1024)
+    assert all(type(k) is str for k in rec)
+    assert all(type(c) is str for c in _LOG_COLUMNS)
+    keys = {k: k for k in rec}
+    assert all(keys[c] is c for c in _LOG_COLUMNS)
+
+
 def test_a_plain_request_and_one_with_options() -> None:
     plain = new_record(NO_OPTIONS, {"content-type": "application/json"}, "log-1", "acct", "gw",
                        "/p", b"x" * 10, 4)
