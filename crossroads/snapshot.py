@@ -48,6 +48,12 @@ class Snapshot:
     routes: dict[tuple[str, str, str], DeployedRoute] = field(default_factory=dict)
     # derived lazily by the request path, per (account, gateway): the gateway's retry policy
     policies: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # every account and gateway id in the keys above, mapped to the (interned) object those
+    # keys hold: the data plane reads a request's names through it, so that its lookups find
+    # the keys' items identical rather than comparing text. Not ``sys.intern`` on the request's
+    # own text: Python 3.12's first releases made interned strings immortal (CPython issue
+    # 113993), and URLs are anyone's to make
+    names: dict[str, str] = field(default_factory=dict)
 
 
 class Providers:
@@ -95,10 +101,12 @@ def key_context(account: str, gateway: str, provider: str, alias: str) -> str:
 
 async def load_snapshot(store: SQLStore, vault: Vault, known_provider: Any) -> Snapshot:
     snap = Snapshot(epoch=await store.epoch(), admin_digest=await store.get_meta("admin_digest"))
-    # the names in the keys of these tables are interned, as the data plane interns a request's
-    # account and gateway: a lookup then compares the key's items by identity, not text
+    # the names in the keys of these tables are interned (a bounded set: what is configured),
+    # and the request's account and gateway read through ``names``: see ``Snapshot.names``
     for account, gw in await store.all_gateways():
-        snap.gateways[(intern(account), intern(gw["id"]))] = gw
+        account, gateway_id = intern(account), intern(gw["id"])
+        snap.gateways[(account, gateway_id)] = gw
+        snap.names[account], snap.names[gateway_id] = account, gateway_id
     for digest, account, gateway in await store.all_token_digests():
         snap.tokens[digest] = (intern(account), gateway if gateway is None else intern(gateway))
     for row in await store.all_keys():

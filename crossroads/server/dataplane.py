@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from sys import intern
 from typing import Any
 
 import orjson
@@ -136,9 +135,10 @@ class DataPlane:
         parts = scope["path"].split("/", 4)
         if len(parts) < 4 or not parts[2] or not parts[3]:
             raise NotFound("expected /v1/{account_id}/{gateway_id}/...")
-        # interned, as the configuration's keys are (crossroads.snapshot): its lookups by
-        # (account, gateway, ...) then compare the names by identity
-        account, gateway_id = intern(parts[2]), intern(parts[3])
+        # the configuration's own objects for these names (``Snapshot.names``): its lookups by
+        # (account, gateway, ...) then find the names identical
+        names = rt.snapshot.names
+        account, gateway_id = names.get(parts[2], parts[2]), names.get(parts[3], parts[3])
         rest = parts[4] if len(parts) > 4 else ""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         snap, gateway, caller_key, consumed = await admitted(rt, account, gateway_id, headers)

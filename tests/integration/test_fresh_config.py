@@ -73,3 +73,24 @@ def test_a_route_deployed_elsewhere_answers_at_once(
     r = chat(gw, token, "dynamic/fresh")
     assert r.status_code == 200, r.text
     assert r.headers["cf-aig-route"] == "fresh"
+
+
+def test_the_configuration_s_names_are_its_own_objects_and_a_url_adds_none(
+        gateway_factory: Callable[..., RunningGateway], openai_up: StandinServer) -> None:
+    """The data plane reads a request's account and gateway through the configuration's own
+    name table (its lookups then find the names identical); names from URLs are never kept."""
+    gw = make(gateway_factory, openai_up)
+    gw.put_key("openai", "sk-x")
+    token = gw.token()
+    assert chat(gw, token).status_code == 200
+    snap = gw.rt.snapshot
+    for account, gateway_id in snap.gateways:
+        assert snap.names[account] is account and snap.names[gateway_id] is gateway_id
+    for (account, gateway_id, _, _) in snap.keys:
+        assert snap.names[account] is account and snap.names[gateway_id] is gateway_id
+    known = dict(snap.names)
+    for i in range(3):
+        r = httpx.post(f"{gw.url}/v1/local/no-such-gateway-{i}/compat/chat/completions",
+                       json=BODY, headers={"cf-aig-authorization": f"Bearer {token}"})
+        assert r.status_code == 404
+    assert gw.rt.snapshot.names == known
