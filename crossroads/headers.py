@@ -82,7 +82,7 @@ def parse_metadata(value: str) -> dict[str, str | int | float | bool]:
     """Flat JSON object, at most 5 entries kept (the first five, as Cloudflare), values
     string/number/boolean; ``cf.``-prefixed keys are reserved and dropped."""
     try:
-        obj: Any = orjson.loads(value)
+        obj: Any = orjson.loads(header_text(value))
     except orjson.JSONDecodeError:
         raise InvalidHeader("cf-aig-metadata must be a JSON object") from None
     if not isinstance(obj, dict):
@@ -110,8 +110,21 @@ def parse_metadata(value: str) -> dict[str, str | int | float | bool]:
 NO_OPTIONS = RequestOptions()
 
 
+def header_text(value: str) -> str:
+    """A header value (read as latin-1, one character a byte, as ASGI servers give them) as
+    the text its bytes spell in UTF-8, which is how clients send non-ASCII text in a header;
+    as read if its bytes are not UTF-8."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 def _text(name: str, limit: int) -> Callable[[str], str]:
     def check(v: str) -> str:
+        v = header_text(v)
         if not v or len(v) > limit:
             raise InvalidHeader(f"{name} must be 1 to {limit} characters")
         return v

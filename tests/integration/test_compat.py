@@ -51,6 +51,23 @@ def test_cf_aig_authorization_header_and_response_headers(gateway: RunningGatewa
     assert row["id"] == log_id and row["event_id"] == "evt-1"
 
 
+def test_a_non_ascii_event_id_is_logged_and_echoed_as_sent(gateway: RunningGateway) -> None:
+    """Clients send non-ASCII header text as UTF-8 bytes: it is logged as that text and the
+    answer's ``cf-aig-event-id`` carries the same bytes back (not read as latin-1 and
+    encoded a second time)."""
+    token = gateway.token()
+    sent = "commande-café-✓".encode()
+    r = httpx.post(gateway.compat() + "/chat/completions",
+                   json={"model": "openai/gpt-4o-mini",
+                         "messages": [{"role": "user", "content": "hi"}]},
+                   headers=[(b"cf-aig-authorization", f"Bearer {token}".encode()),
+                            (b"cf-aig-event-id", sent)])
+    assert r.status_code == 200, r.text
+    assert dict(r.headers.raw)[b"cf-aig-event-id"] == sent
+    row = gateway.logs_once(1)[0]
+    assert row["id"] == r.headers["cf-aig-log-id"] and row["event_id"] == "commande-café-✓"
+
+
 def test_callers_own_provider_key_is_forwarded(gateway: RunningGateway,
                                                openai_up: StandinServer) -> None:
     token = gateway.token()

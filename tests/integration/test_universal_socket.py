@@ -66,6 +66,19 @@ def test_cloudflare_example_whole_answer(gateway: RunningGateway,
             row["success"]) == (meta["logId"], "my-request", 0, "openai", 12, True)
 
 
+def test_a_non_ascii_event_id_is_logged_as_sent(gateway: RunningGateway,
+                                                openai_up: StandinServer) -> None:
+    async def body(ws: Any) -> dict[str, Any]:
+        await ws.send(create("commande-café-✓"))
+        return await recv(ws)
+
+    got = run(gateway, body)
+    assert got["type"] == "universal.created"
+    assert got["metadata"]["eventId"] == "commande-café-✓"
+    row = gateway.logs_once(1)[0]
+    assert row["id"] == got["metadata"]["logId"] and row["event_id"] == "commande-café-✓"
+
+
 @pytest.fixture
 def workers_gateway(gateway_factory: Callable[..., RunningGateway],
                     standin: Callable[..., StandinServer]) -> tuple[RunningGateway, Any]:

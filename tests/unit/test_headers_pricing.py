@@ -128,6 +128,27 @@ def as_json_number(value: object) -> object:
     return value
 
 
+def as_received(text: str) -> str:
+    """A header value as an ASGI server gives it: the bytes a client sent (UTF-8) read one
+    character a byte."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+@given(st.text(min_size=1, max_size=60).filter(lambda t: t.strip() == t and "\r" not in t
+                                                and "\n" not in t and "\x00" not in t))
+def test_text_options_read_a_header_s_utf_8_bytes_as_text(text: str) -> None:
+    options = parse_options({"cf-aig-event-id": as_received(text),
+                             "cf-aig-metadata": as_received(json.dumps({"who": text},
+                                                                       ensure_ascii=False))})
+    assert options.event_id == text
+    assert options.metadata == {"who": text}
+
+
+def test_a_header_value_that_is_not_utf_8_is_kept_as_read() -> None:
+    assert parse_options({"cf-aig-event-id": "caf\xe9"}).event_id == "caf\xe9"  # latin-1 é
+    assert parse_metadata('{"a": "\xe9"}') == {"a": "\xe9"}
+
+
 def test_metadata_nested_is_refused() -> None:
     with pytest.raises(InvalidHeader, match="flat"):
         parse_metadata('{"a": [1]}')
