@@ -40,10 +40,10 @@ def head_lines(headers: list[tuple[bytes, bytes]]
                ) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
     """``headers`` as lines the server can add to a head as they are, and the framing headers
     it must still be given; None if a header is not valid as it is (the server's own checks
-    then report it). Built and checked by C calls over all the headers at once (``map``,
-    ``join``, ``translate``), not a Python loop over them: uvicorn's two regular-expression
-    searches per header, then one Python loop, cost ~2,500 and ~3,000 instructions a
-    header."""
+    then report it), rather than uvicorn's two regular-expression searches per header. Built
+    and checked by C calls over all the headers at once (``map``, ``join``, ``translate``
+    with a table), not a Python loop over them: 28,500 instructions for the ten headers of a
+    dynamic-route answer against 30,300 for the loop (callgrind)."""
     names = list(map(_name_of, headers))
     framing: list[tuple[bytes, bytes]] = []
     if not _FRAMING.isdisjoint(names):

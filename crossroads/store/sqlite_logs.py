@@ -174,7 +174,7 @@ def _prepare_function(columns: Sequence[str], fixes: Sequence[Fix],
     """Like ``_row_function`` (strict), but the function also returns which of the columns
     that may be NULL (``_tested``) are not, tested in the same pass: the key to the row's
     shape (``RowShaper.prepare``). ~31,000 instructions a record against ~44,000 for the row
-    and then its shape from the finished tuple (``map``, ``compress``); ~24,000 since the
+    and then its shape from the finished tuple (``map``, ``compress``); ~25,000 since the
     tuples are built as displays of at most 30 items and the key holds only the columns that
     can be NULL."""
     fix = {i: (default, name) for i, default, name in fixes}
