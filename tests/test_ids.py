@@ -1,3 +1,4 @@
+import time
 import uuid
 
 from hypothesis import given
@@ -18,3 +19,16 @@ def test_uuid7_sorts_by_time_and_is_unique() -> None:
     ids = [uuid7(1_700_000_000_000 + i) for i in range(100)]
     assert ids == sorted(ids)
     assert len({uuid7(5) for _ in range(1000)}) == 1000
+
+
+def test_uuid7_from_the_clock_sorts_in_the_order_made() -> None:
+    """Ids made one after another in the same millisecond (and beyond) sort in the order they
+    were made: a log listed by id lists requests in order."""
+    before = time.time_ns() // 1_000_000
+    ids = [uuid7() for _ in range(20_000)]
+    after = time.time_ns() // 1_000_000
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for text in ids[:: 997]:
+        u = uuid.UUID(text)
+        assert u.version == 7 and u.variant == uuid.RFC_4122
+        assert before <= u.int >> 80 <= after + 1  # +1: a step past the last id may carry
