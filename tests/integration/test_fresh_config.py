@@ -78,7 +78,8 @@ def test_a_route_deployed_elsewhere_answers_at_once(
 def test_the_configuration_s_names_are_its_own_objects_and_a_url_adds_none(
         gateway_factory: Callable[..., RunningGateway], openai_up: StandinServer) -> None:
     """The data plane reads a request's account and gateway through the configuration's own
-    name table (its lookups then find the names identical); names from URLs are never kept."""
+    name table (its lookups then find the names identical); a URL's names are never added to
+    it (the table holds what is configured, however many names requests make up)."""
     gw = make(gateway_factory, openai_up)
     gw.put_key("openai", "sk-x")
     token = gw.token()
