@@ -17,6 +17,7 @@ from crossroads.attempts import Clock, SystemClock
 from crossroads.config import Settings
 from crossroads.errors import BadRequest
 from crossroads.gateway_settings import default_gateway_settings
+from crossroads.ids import LogIds
 from crossroads.limits import Counters, MemoryCounters
 from crossroads.metrics import Metrics
 from crossroads.requestlog import LogWriter
@@ -39,6 +40,7 @@ class Runtime:
         self.max_body_bytes = settings.max_body_bytes
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
+        self.new_log_id = LogIds().next  # log ids that sort in the order of the requests
         self.store = SQLStore(settings.sqlalchemy_url)
         self.vault = Vault.load(settings.master_key, settings.data_dir)
         self.providers = Providers(settings.upstreams)

@@ -21,7 +21,6 @@ from crossroads.errors import (
     UnknownProvider,
 )
 from crossroads.headers import NO_OPTIONS, RequestOptions
-from crossroads.ids import uuid7
 from crossroads.providers.base import Credentials, Provider
 from crossroads.runtime import Runtime
 from crossroads.snapshot import Snapshot
@@ -248,7 +247,7 @@ def start_call(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
                caller_key: str | None, consumed: tuple[str, ...], path: str,
                body: bytes) -> Call:
     """A request's ``Call``, its log record started (``path`` as logged)."""
-    log_id = uuid7()
+    log_id = rt.new_log_id()
     record = new_record(options, headers, log_id, account, gateway_id, path, body,
                         rt.log_body_cap)
     record["created_at"] = dt.datetime.now(dt.UTC)
