@@ -4,7 +4,6 @@ the log record that is filled in as it goes."""
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from crossroads.headers import NO_OPTIONS, RequestOptions
 from crossroads.providers.base import Credentials, Provider
 from crossroads.runtime import Runtime
 from crossroads.snapshot import Snapshot
+from crossroads.store.schema import LOG_COLUMNS
 from crossroads.store.schema import logs as logs_table
 
 
@@ -257,12 +257,12 @@ def start_call(rt: Runtime, snap: Snapshot, account: str, gateway_id: str,
 
 # every column of the ``logs`` table with its default (``success`` starts False), derived from
 # the table so that a new column is never missed; ``new_record`` copies it (one dict copy rather
-# than 35 insertions) and sets what this request brings. The keys are plain interned ``str``:
-# SQLAlchemy's column names are ``quoted_name``, a ``str`` subclass, and a dict with a single
-# key of a subclass takes CPython's generic lookup for every access (a rich comparison per
-# probe, ~300 instructions against ~50), and every part of a request reads this dict.
+# than 35 insertions) and sets what this request brings. Keyed by ``LOG_COLUMNS``, plain
+# ``str`` (a dict with one key of a ``str`` subclass takes CPython's generic lookup for every
+# access: a rich comparison per probe, ~300 instructions against ~50).
 _RECORD_TEMPLATE: dict[str, Any] = {
-    sys.intern(str(c.name)): getattr(c.default, "arg", None) for c in logs_table.c}
+    name: getattr(c.default, "arg", None) for name, c in zip(LOG_COLUMNS, logs_table.c,
+                                                              strict=True)}
 _RECORD_TEMPLATE["success"] = False
 
 

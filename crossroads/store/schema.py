@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -135,6 +137,11 @@ logs = sa.Table(
     sa.Index("ix_logs_gateway_model", "gateway_id", "model"),
     sa.Index("ix_logs_event", "event_id"),
 )
+# the log table's column names as plain interned ``str`` (SQLAlchemy's are ``quoted_name``, a
+# ``str`` subclass, which as dict keys send every lookup of the dict down CPython's generic
+# path): a request's log record is keyed by these very objects, and the SQLite writer reads it
+# by them, so each key is found by identity
+LOG_COLUMNS = tuple(sys.intern(str(c.name)) for c in logs.c)
 
 # Shared counters in the database: used for limits when several processes share one database
 # and no Redis is configured (crossroads.store.sql_counters).

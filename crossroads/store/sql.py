@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,9 +34,7 @@ def aware(value: dt.datetime | None) -> dt.datetime | None:
 
 # SQLite log rows (crossroads.store.sqlite_logs): every column read, and only these touched: a
 # NOT NULL column's value when missing, and the conversions.
-# plain interned str, not SQLAlchemy's quoted_name (a str subclass): records' keys are the same
-# objects, so reading a record by these names finds each key by identity
-_LOG_COLUMNS = tuple(sys.intern(str(c.name)) for c in t.logs.c)
+_LOG_COLUMNS = t.LOG_COLUMNS
 _SQLITE_LOG_CONVERT = {**{c.name: "bool" for c in t.logs.c if isinstance(c.type, sa.Boolean)},
                        "created_at": "timestamp", "request_body": "blob", "response_body": "blob"}
 _SQLITE_LOG_FIX: tuple[Fix, ...] = tuple(
