@@ -46,13 +46,18 @@ def run(gw: RunningGateway, body: Callable[[Any], Awaitable[Any]], **kw: Any) ->
     return asyncio.run(go())
 
 
-def test_cloudflare_example_whole_answer(gateway: RunningGateway,
-                                         openai_up: StandinServer) -> None:
+def answer(gw: RunningGateway, message: str) -> dict[str, Any]:
+    """The first message back for ``message``, sent on a new connection."""
     async def body(ws: Any) -> dict[str, Any]:
-        await ws.send(create("my-request"))
+        await ws.send(message)
         return await recv(ws)
 
-    got = run(gateway, body)
+    return run(gw, body)
+
+
+def test_cloudflare_example_whole_answer(gateway: RunningGateway,
+                                         openai_up: StandinServer) -> None:
+    got = answer(gateway, create("my-request"))
     assert got["type"] == "universal.created"
     meta = got["metadata"]
     assert (meta["eventId"], meta["step"], meta["contentType"], meta["cacheStatus"],
@@ -68,11 +73,7 @@ def test_cloudflare_example_whole_answer(gateway: RunningGateway,
 
 def test_a_non_ascii_event_id_is_logged_as_sent(gateway: RunningGateway,
                                                 openai_up: StandinServer) -> None:
-    async def body(ws: Any) -> dict[str, Any]:
-        await ws.send(create("commande-café-✓"))
-        return await recv(ws)
-
-    got = run(gateway, body)
+    got = answer(gateway, create("commande-café-✓"))
     assert got["type"] == "universal.created"
     assert got["metadata"]["eventId"] == "commande-café-✓"
     row = gateway.logs_once(1)[0]
